@@ -1,0 +1,1 @@
+"""Training side of the BYOC images: hyperparameters, data channels, algorithms, artifacts."""

@@ -1,0 +1,150 @@
+"""Hyperparameters declared as data and validated in one place.
+
+SageMaker passes every hyperparameter as a string. Each algorithm declares a ``HyperparameterSpec``; the
+training entry point calls ``spec.validate(raw)`` once and hands the typed result down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from algorithms.errors import HyperparameterError
+
+REQUIRED = object()  # sentinel default: the hyperparameter must be given
+
+_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    type: type  # int, float, str or bool
+    default: Any = REQUIRED
+    min: float | None = None  # inclusive unless min_exclusive
+    max: float | None = None  # inclusive unless max_exclusive
+    choices: tuple[Any, ...] | None = None
+    description: str = ""
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def allowed(self) -> str:
+        """What is allowed, in words, for error messages and documentation."""
+        kind = _TYPE_NAMES[self.type]
+        if self.choices is not None:
+            return f"one of {', '.join(map(_show, self.choices))}"
+        if self.min is None and self.max is None:
+            return f"a {kind}"
+        lo = "(" if self.min_exclusive else "["
+        hi = ")" if self.max_exclusive else "]"
+        lo_v = _show(self.min) if self.min is not None else "-inf"
+        hi_v = _show(self.max) if self.max is not None else "inf"
+        return f"a {kind} in {lo}{lo_v}, {hi_v}{hi}"
+
+    def parse(self, raw: Any) -> Any:
+        """Parse the raw (string) value; raise HyperparameterError naming this hyperparameter."""
+        text = raw if isinstance(raw, str) else str(raw)
+        value = self._convert(text.strip())
+        if self.choices is not None and value not in self.choices:
+            raise self._error(raw)
+        if self.type in (int, float):
+            if self.min is not None and (value < self.min or (self.min_exclusive and value == self.min)):
+                raise self._error(raw)
+            if self.max is not None and (value > self.max or (self.max_exclusive and value == self.max)):
+                raise self._error(raw)
+        return value
+
+    def _convert(self, text: str) -> Any:
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered in ("true", "1", "yes"):
+                    return True
+                if lowered in ("false", "0", "no"):
+                    return False
+                raise ValueError(text)
+            if self.type is int:
+                f = float(text)  # "10", "10.0" and "1e3" are integers; "10.5" is not
+                if not f.is_integer():
+                    raise ValueError(text)
+                return int(f)
+            if self.type is float:
+                f = float(text)
+                if not math.isfinite(f):
+                    raise ValueError(text)
+                return f
+            return text
+        except (ValueError, OverflowError):
+            raise self._error(text) from None
+
+    def _error(self, raw: Any) -> HyperparameterError:
+        return HyperparameterError(f"hyperparameter '{self.name}': received {raw!r}, expected {self.allowed()}")
+
+
+class HyperparameterSpec:
+    """The declared hyperparameters of one algorithm."""
+
+    def __init__(self, params: Iterable[Hyperparameter]):
+        self.params: dict[str, Hyperparameter] = {}
+        for p in params:
+            if p.name in self.params:
+                raise ValueError(f"hyperparameter {p.name!r} declared twice")
+            self.params[p.name] = p
+
+    def __iter__(self):
+        return iter(self.params.values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.params
+
+    def defaults(self) -> dict[str, Any]:
+        return {n: p.default for n, p in self.params.items() if not p.required}
+
+    def validate(self, raw: Mapping[str, Any], ignore: Iterable[str] = ()) -> dict[str, Any]:
+        """Typed values for every declared hyperparameter (defaults filled in).
+
+        Names in ``ignore`` (e.g. the ``sagemaker_*`` ones the SDK adds) are skipped. Unknown names fail,
+        listing what is known, so that a typo never silently trains with a default.
+        """
+        skip = set(ignore)
+        unknown = sorted(k for k in raw if k not in self.params and k not in skip)
+        if unknown:
+            raise HyperparameterError(
+                f"hyperparameter '{unknown[0]}': unknown name, received {raw[unknown[0]]!r}; "
+                f"known: {', '.join(sorted(self.params))}"
+            )
+        values = {}
+        for name, p in self.params.items():
+            if name in raw:
+                values[name] = p.parse(raw[name])
+            elif p.required:
+                raise HyperparameterError(f"hyperparameter '{name}': required but not given, expected {p.allowed()}")
+            else:
+                values[name] = p.default
+        return values
+
+    def as_table(self) -> list[dict[str, Any]]:
+        """The declarations as plain data (README tables, `--help`)."""
+        return [
+            {
+                "name": p.name,
+                "type": _TYPE_NAMES[p.type],
+                "default": None if p.required else p.default,
+                "required": p.required,
+                "allowed": p.allowed(),
+                "description": p.description,
+            }
+            for p in self
+        ]
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

@@ -1,0 +1,242 @@
+"""The feature schema shared by preprocessing, training and serving (schema.json).
+
+Layout, in column order (the label is not a feature; in headerless CSV it comes first)::
+
+    {"version": 1, "target": "price",
+     "features": [{"name": "mileage", "type": "numeric"},
+                  {"name": "make", "type": "categorical", "levels": ["Buick", "Cadillac"]}]}
+
+Every algorithm sees the same encoded matrix: float64, numeric columns as numbers, categorical columns as the
+index of the level in ``levels`` (NaN when missing). XGBoost uses the codes natively; the linear model one-hot
+encodes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from algorithms.errors import DataError, SchemaError
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+FILENAME = "schema.json"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str = NUMERIC
+    levels: tuple[str, ...] = ()
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.type == CATEGORICAL
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.is_categorical:
+            d["levels"] = list(self.levels)
+        return d
+
+
+@dataclass(frozen=True)
+class Schema:
+    features: tuple[Feature, ...]
+    target: str | None = None
+    _codes: tuple[dict[str, int], ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_codes", tuple({lv: i for i, lv in enumerate(f.levels)} for f in self.features))
+
+    # -- shape -------------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, f in enumerate(self.features) if f.is_categorical]
+
+    def codes(self, index: int) -> Mapping[str, int]:
+        """Level -> code for the categorical feature at ``index``."""
+        return self._codes[index]
+
+    # -- (de)serialisation ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": VERSION, "target": self.target, "features": [f.to_dict() for f in self.features]}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SchemaError(f"not valid JSON: {e.msg}", file=str(path), line=e.lineno, column=e.colno) from e
+        except OSError as e:
+            raise SchemaError(f"cannot read: {e.strerror}", file=str(path)) from e
+        return cls.from_dict(doc, source=str(path))
+
+    @classmethod
+    def from_dict(cls, doc: Any, source: str = FILENAME) -> Schema:
+        def bad(msg: str) -> SchemaError:
+            return SchemaError(msg, file=source)
+
+        if not isinstance(doc, dict):
+            raise bad(f"expected a JSON object, received {type(doc).__name__}")
+        if doc.get("version", VERSION) != VERSION:
+            raise bad(f"field 'version': expected {VERSION}, received {doc.get('version')!r}")
+        target = doc.get("target")
+        if target is not None and not isinstance(target, str):
+            raise bad(f"field 'target': expected a string or null, received {target!r}")
+        raw = doc.get("features")
+        if not isinstance(raw, list) or not raw:
+            raise bad("field 'features': expected a non-empty list of {name, type[, levels]}")
+        features, seen = [], set()
+        for i, f in enumerate(raw):
+            where = f"features[{i}]"
+            if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not f["name"]:
+                raise bad(f"field '{where}.name': expected a non-empty string")
+            name, ftype = f["name"], f.get("type", NUMERIC)
+            if name in seen:
+                raise bad(f"field '{where}.name': duplicate feature name {name!r}")
+            if name == target:
+                raise bad(f"field '{where}.name': the target {name!r} cannot also be a feature")
+            seen.add(name)
+            if ftype not in (NUMERIC, CATEGORICAL):
+                raise bad(f"field '{where}.type': expected 'numeric' or 'categorical', received {ftype!r}")
+            levels: tuple[str, ...] = ()
+            if ftype == CATEGORICAL:
+                lv = f.get("levels")
+                if not isinstance(lv, list) or not lv or not all(isinstance(x, str) for x in lv):
+                    raise bad(f"field '{where}.levels': expected a non-empty list of strings for {name!r}")
+                if len(set(lv)) != len(lv):
+                    raise bad(f"field '{where}.levels': duplicate level in {name!r}")
+                levels = tuple(lv)
+            features.append(Feature(name, ftype, levels))
+        return cls(tuple(features), target)
+
+    # -- inference from data --------------------------------------------------------------------------
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, target: str | None = None) -> Schema:
+        """Numeric columns stay numeric; any column holding a non-numeric value is categorical (sorted levels)."""
+        features = []
+        for name in frame.columns:
+            if name == target:
+                continue
+            col = frame[name]
+            if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+                features.append(Feature(str(name), NUMERIC))
+                continue
+            values = col.dropna().astype(str)
+            values = values[values != ""]
+            if pd.to_numeric(values, errors="coerce").notna().all():
+                features.append(Feature(str(name), NUMERIC))
+            else:
+                features.append(Feature(str(name), CATEGORICAL, tuple(sorted(values.unique()))))
+        return cls(tuple(features), target)
+
+    # -- encoding -----------------------------------------------------------------------------------
+    def encode(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str | None = None,
+        first_line: int = 1,
+        column_offset: int = 1,
+        unknown: str = "error",
+    ) -> np.ndarray:
+        """Encode a frame whose columns are the features in schema order into the float64 matrix.
+
+        Empty cells become NaN (missing). A non-numeric value in a numeric column, or (with
+        ``unknown="error"``) a level the schema does not know, raises DataError naming the line
+        (``first_line`` is the line number of row 0) and the column (1-based, ``column_offset`` is the
+        column number of feature 0: 2 in label-first CSV).
+        """
+        if frame.shape[1] != self.n_features:
+            raise DataError(
+                f"expected {self.n_features} feature columns ({', '.join(self.names)}), received {frame.shape[1]}",
+                file=source,
+            )
+        out = np.empty((frame.shape[0], self.n_features), dtype=np.float64)
+        for j, feat in enumerate(self.features):
+            col = frame.iloc[:, j]
+            column = f"{j + column_offset} ({feat.name})"
+            if feat.is_categorical:
+                out[:, j] = _encode_categorical(col, self._codes[j], feat, source, first_line, column, unknown)
+            else:
+                out[:, j] = to_float(col, source=source, first_line=first_line, column=column)
+        return out
+
+    def xgboost_feature_types(self) -> list[str]:
+        return ["c" if f.is_categorical else "q" for f in self.features]
+
+
+def to_float(col: pd.Series, *, source: str | None, first_line: int, column: str | int) -> np.ndarray:
+    """A column as float64; empty cells are NaN; anything else unparsable is a DataError naming the cell."""
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    as_str = col.astype("string").str.strip()
+    values = pd.to_numeric(as_str.replace("", pd.NA), errors="coerce")
+    bad = values.isna() & as_str.notna() & (as_str != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"expected a number, received {as_str.iloc[i]!r}", file=source, line=first_line + i, column=column
+        )
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _encode_categorical(
+    col: pd.Series,
+    codes: Mapping[str, int],
+    feat: Feature,
+    source: str | None,
+    first_line: int,
+    column: str,
+    unknown: str,
+) -> np.ndarray:
+    as_str = col.astype("string")
+    mapped = as_str.map(codes, na_action="ignore").astype("Float64")
+    missing = as_str.isna() | (as_str == "")
+    unknown_mask = mapped.isna() & ~missing
+    if unknown_mask.any() and unknown == "error":
+        i = int(np.flatnonzero(unknown_mask.to_numpy())[0])
+        raise DataError(
+            f"unknown level {as_str.iloc[i]!r} for categorical feature {feat.name!r}; "
+            f"expected one of {list(feat.levels)}",
+            file=source,
+            line=first_line + i,
+            column=column,
+        )
+    return mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def level_of(feature: Feature, code: float) -> str | None:
+    """The level for a code (inverse of encoding); None for missing."""
+    if code is None or (isinstance(code, float) and math.isnan(code)):
+        return None
+    return feature.levels[int(code)]
+
+
+def check_names(schema: Schema, names: Sequence[str], *, source: str) -> None:
+    """A header's feature columns must be the schema's, in order."""
+    if list(names) != schema.names:
+        raise SchemaError(f"columns {list(names)} do not match schema.json features {schema.names}", file=source)
