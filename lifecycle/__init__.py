@@ -1,0 +1,1 @@
+"""The whole local lifecycle on the bundled data: `python -m lifecycle` (the README's main command)."""
