@@ -233,6 +233,15 @@ def _check_matrix(X: np.ndarray, schema: Schema, what: str) -> np.ndarray:
             f"{what}: expected a matrix with {schema.n_features} feature columns ({', '.join(schema.names)}), "
             f"received shape {X.shape}"
         )
+    # An infinite number would silently turn every prediction (or the whole fit) into inf or NaN.
+    numeric = [j for j, f in enumerate(schema.features) if not f.is_categorical]
+    infinite = np.isinf(X[:, numeric])
+    if infinite.any():
+        i, k = np.argwhere(infinite)[0]
+        raise DataError(
+            f"{what}: row {i + 1}, feature {schema.names[numeric[k]]!r}: expected a finite number or a missing "
+            f"value, received {X[i, numeric[k]]}"
+        )
     return X
 
 
@@ -375,7 +384,7 @@ class LinearRegressor(Algorithm):
         intercept = float(y_center[0] + y_scale[0] * b - coef @ center)
         self.document = _document(
             self.schema, columns, coef, intercept, impute, center, scale, (y_center[0], y_scale[0]), s,
-            best_epoch=self.best_epoch, epochs_run=self.epochs_run, monitored="validation" if val else "train",
+            best_epoch=self.best_epoch, epochs_run=self.epochs_run, monitored="train" if val is None else "validation",
         )  # fmt: skip
         self._compile()
         return self

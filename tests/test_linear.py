@@ -310,6 +310,17 @@ def test_predict_rejects_a_matrix_of_the_wrong_width(cars):
         model.predict(d["test"].X[:3, :7])
 
 
+def test_infinite_numbers_are_refused_naming_row_and_feature(cars):
+    schema, d = cars
+    X = d["train"].X.copy()
+    X[4, schema.names.index("doors")] = -np.inf
+    with pytest.raises(DataError, match=r"^channel train: row 5, feature 'doors': expected a finite number"):
+        fit(schema, Dataset("train", X, d["train"].y))
+    model, _ = fit(schema, d["train"])
+    with pytest.raises(DataError, match=r"^prediction input: row 5, feature 'doors': .*received -inf"):
+        model.predict(X[:6])
+
+
 def test_fit_rejects_a_missing_label(cars):
     schema, d = cars
     y = d["train"].y.copy()
