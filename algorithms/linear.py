@@ -10,7 +10,7 @@ Training, in the Linear Learner way:
 * the weights start from the closed-form ridge solution of the squared loss (``init_method=ridge``, this
   image's default; LL's ``uniform`` and ``normal`` are there too), then ``epochs`` passes of mini-batch Adam or
   SGD minimise ``mean loss + wd/2 |w|^2 + l1 |w|_1`` (the bias is not penalised, as in LL);
-* after every epoch train and validation RMSE/MAE/R^2 are logged; early stopping watches the loss on the
+* after every epoch train and validation RMSE/MAE/R^2/MSE are logged; early stopping watches the loss on the
   validation channel (on the training data when there is none, as LL does) and the best epoch's weights
   are kept. Iteration 0 is the initial weights.
 
@@ -32,6 +32,7 @@ import numpy as np
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
 from algorithms.errors import DataError, HyperparameterError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
+from algorithms.metrics import regression_metrics
 from algorithms.schema import FILENAME as SCHEMA_FILE
 from algorithms.schema import Schema
 
@@ -266,15 +267,6 @@ def _loss_grad(r: np.ndarray, kind: str, delta: float) -> np.ndarray:
     return np.clip(r, -delta, delta)
 
 
-def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    # Kept local so the plug-in stands alone; same definitions as scikit-learn (r2 of a constant label: 1 or 0).
-    err = pred - y
-    sse = float(err @ err)
-    sst = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else 0.0)
-    return {"rmse": math.sqrt(sse / len(y)), "mae": float(np.mean(np.abs(err))), "r2": r2}
-
-
 # -- the plug-in -------------------------------------------------------------------------------------------
 
 
@@ -342,11 +334,11 @@ class LinearRegressor(Algorithm):
 
         def evaluate(epoch: int) -> float:
             pt = Z @ w + b
-            log("train", _metrics(y, y_center[0] + y_scale[0] * pt), iteration=epoch)
+            log("train", regression_metrics(y, y_center[0] + y_scale[0] * pt), iteration=epoch)
             if val is None:
                 return _loss(pt - t, s.loss, s.huber_delta)
             pv = val[0] @ w + b
-            log("validation", _metrics(val[1], y_center[0] + y_scale[0] * pv), iteration=epoch)
+            log("validation", regression_metrics(val[1], y_center[0] + y_scale[0] * pv), iteration=epoch)
             return _loss(pv - val[2], s.loss, s.huber_delta)
 
         # The initial weights compete with the epochs only when they already minimise the training objective

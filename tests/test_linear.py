@@ -227,7 +227,7 @@ def test_log_receives_train_and_validation_metrics_every_epoch(cars):
     _, rec = fit(schema, d["train"], d["validation"], init_method="normal", epochs=4, early_stopping_patience=5)
     assert [(s, it) for s, _, it in rec.calls] == [(s, i) for i in range(5) for s in ("train", "validation")]
     for _, metrics, _ in rec.calls:
-        assert set(metrics) == {"rmse", "mae", "r2"}
+        assert set(metrics) == {"rmse", "mae", "r2", "mse"}
         assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     train_r2 = rec.series("train", "r2")
     assert train_r2[4] > train_r2[0]  # it learns
