@@ -37,13 +37,19 @@ class DataError(UserError):
         file: str | None = None,
         line: int | None = None,
         column: int | str | None = None,
+        row: int | None = None,
     ):
-        self.file, self.line, self.column = file, line, column
+        # ``reason`` is the message without the location, so callers can re-raise it with a better location.
+        # ``row`` is for formats without lines (parquet): the 1-based record number in the file.
+        self.file, self.line, self.column, self.row = file, line, column, row
+        self.reason = " ".join(str(message).split())
         where = []
         if file is not None:
             where.append(f"file {file}")
         if line is not None:
             where.append(f"line {line}")
+        if row is not None:
+            where.append(f"row {row}")
         if column is not None:
             where.append(f"column {column}")
         prefix = ", ".join(where)

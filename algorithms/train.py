@@ -1,0 +1,263 @@
+"""The training entry point: `python -m algorithms.train` (what the images run for `docker run IMAGE train`).
+
+ALGORITHM (set by each image) picks the plug-in; SAGEMAKER_BASE_DIR relocates /opt/ml outside a container.
+
+    validate hyperparameters -> read channels -> fit (metrics logged per iteration) -> save model + metadata.json
+    -> evaluation.json (test channel, else validation) -> exit 0
+
+Exit codes: 0 success; 1 the user's input is wrong (UserError: /opt/ml/output/failure starts with the one-line
+reason); 2 our bug (failure starts with ``internal error: <Type>: <message>``; traceback in the log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from algorithms import base, registry
+from algorithms.errors import ConfigurationError, HyperparameterError, UserError
+from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
+
+log = logging.getLogger("algorithms.train")
+
+DEFAULT_BASE_DIR = "/opt/ml"
+FAILURE_LIMIT = 1024  # SageMaker shows this many characters of /opt/ml/output/failure as FailureReason
+EVALUATION_FILE = "evaluation.json"
+# Hyperparameters the platform adds: the SDK's sagemaker_* and automatic model tuning's objective.
+IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+# Shared by every algorithm and consumed here (data reading), never passed to a plug-in.
+COMMON_HYPERPARAMETERS = (
+    Hyperparameter("target", str, None, description="label column name in CSV with a header or parquet"),
+)
+LIBRARIES = ("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost", "scikit-learn", "sagemaker-training")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One read-only snapshot of the job's environment, taken once at start and passed down."""
+
+    algorithm: str
+    base_dir: Path
+    hyperparameters: Mapping[str, str]  # raw strings, as SageMaker writes them
+    channels: Mapping[str, Any]  # name -> algorithms.data.Channel
+    current_host: str
+    hosts: tuple[str, ...]
+    num_cpus: int
+    checkpoint_dir: Path | None = None
+    resource_config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / "model"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.base_dir / "output" / "data"
+
+
+def failure_path(base_dir: Path) -> Path:
+    return base_dir / "output" / "failure"
+
+
+def _read_json(path: Path, *, required: bool = True) -> Any:
+    if not path.is_file():
+        if required:
+            raise ConfigurationError(f"file {path}: not found")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(f"file {path}, line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}") from None
+
+
+def load_config(algorithm: str | None) -> JobConfig:
+    """Read /opt/ml/input/config once, through sagemaker_training.environment."""
+    registry.get(algorithm)  # fail early, before any heavy import, on a bad ALGORITHM
+    if "SAGEMAKER_BASE_DIR" not in os.environ and not Path(DEFAULT_BASE_DIR).exists():
+        # Without either, sagemaker_training invents a tree under ~/sagemaker_local with empty config at import.
+        raise ConfigurationError(f"{DEFAULT_BASE_DIR} does not exist and SAGEMAKER_BASE_DIR is not set")
+    from sagemaker_training import environment  # honours SAGEMAKER_BASE_DIR; creates <base>/code at import
+
+    config_dir = Path(environment.input_config_dir)
+    hp_raw = _read_json(config_dir / environment.HYPERPARAMETERS_FILE, required=False) or {}
+    input_data = _read_json(config_dir / environment.INPUT_DATA_CONFIG_FILE, required=False) or {}
+    resource = _read_json(config_dir / environment.RESOURCE_CONFIG_FILE)
+    checkpoint = _read_json(config_dir / "checkpointconfig.json", required=False)
+    for path, doc in (("hyperparameters.json", hp_raw), ("inputdataconfig.json", input_data)):
+        if not isinstance(doc, dict):
+            raise ConfigurationError(f"file {config_dir / path}: expected a JSON object")
+    if not isinstance(resource, dict) or not isinstance(resource.get("hosts"), list) or "current_host" not in resource:
+        raise ConfigurationError(
+            f"file {config_dir / environment.RESOURCE_CONFIG_FILE}: expected an object with current_host and hosts"
+        )
+    # SageMaker writes strings; a hand-written file may hold numbers or booleans: keep the text a person meant.
+    hyperparameters = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hp_raw.items()}
+    # Pass our own reads in: Environment would otherwise json-decode every hyperparameter ("1e3" -> 1000.0).
+    env = environment.Environment(
+        resource_config=resource, input_data_config=input_data, hyperparameters=dict(hyperparameters) or None
+    )
+
+    from algorithms.data import Channel
+
+    channels = {
+        name: Channel(name, Path(env.channel_input_dirs[name]), (cfg or {}).get("ContentType"))
+        for name, cfg in env.input_data_config.items()
+    }
+    checkpoint_dir = None
+    if checkpoint is not None:
+        local = (checkpoint or {}).get("LocalPath") or "/opt/ml/checkpoints"
+        checkpoint_dir = Path(local) if Path(local).is_absolute() else Path(environment.base_dir) / local
+    return JobConfig(
+        algorithm=algorithm,
+        base_dir=Path(environment.base_dir),
+        hyperparameters=MappingProxyType(hyperparameters),
+        channels=MappingProxyType(channels),
+        current_host=env.current_host,
+        hosts=tuple(env.hosts),
+        num_cpus=env.num_cpus,
+        checkpoint_dir=checkpoint_dir,
+        resource_config=MappingProxyType(dict(resource)),
+    )
+
+
+def hyperparameter_spec(plugin: type[base.Algorithm]) -> HyperparameterSpec:
+    return HyperparameterSpec([*COMMON_HYPERPARAMETERS, *plugin.hyperparameters])
+
+
+def validate_hyperparameters(plugin: type[base.Algorithm], raw: Mapping[str, str]) -> tuple[dict, dict]:
+    """(common values, the plug-in's values), all validated in one place."""
+    ignore = [k for k in raw if k.startswith(IGNORED_PREFIXES)]
+    values = hyperparameter_spec(plugin).validate(raw, ignore=ignore)
+    common = {p.name: values.pop(p.name) for p in COMMON_HYPERPARAMETERS}
+    if common["target"] is not None and not common["target"].strip():
+        raise HyperparameterError("hyperparameter 'target': received '', expected a column name")
+    return common, values
+
+
+def run(job: JobConfig) -> None:
+    from algorithms import data, metrics
+
+    plugin = registry.get(job.algorithm)
+    common, params = validate_hyperparameters(plugin, job.hyperparameters)
+    log.info("algorithm %s; hyperparameters %s", job.algorithm, json.dumps({**common, **params}, sort_keys=True))
+    if len(job.hosts) > 1:
+        log.warning("%d hosts: training is not distributed; each host trains on the data it received", len(job.hosts))
+
+    t0 = time.perf_counter()
+    datasets, schema = data.read_channels(job.channels, target=common["target"])
+    log.info("read channels in %.2fs", time.perf_counter() - t0)
+
+    metric_log = metrics.MetricLogger()
+    context = base.TrainingContext(
+        checkpoint_dir=job.checkpoint_dir, num_cpus=job.num_cpus, hosts=job.hosts, current_host=job.current_host
+    )
+    t0 = time.perf_counter()
+    model = plugin(params, schema).fit(datasets["train"], datasets.get("validation"), log=metric_log, context=context)
+    log.info("trained in %.2fs", time.perf_counter() - t0)
+
+    # Final metrics of the model that is saved, on every channel; the last values SageMaker records.
+    final, predictions = {}, {}
+    for name, ds in datasets.items():
+        predictions[name] = model.predict(ds.X)
+        final[name] = metrics.regression_metrics(ds.y, predictions[name])
+        metric_log(name, final[name])
+
+    save_model(model, plugin, job, schema, {**common, **params}, final)
+    split = "test" if "test" in datasets else "validation" if "validation" in datasets else None
+    if split is None:
+        log.info("no test or validation channel: no %s", EVALUATION_FILE)
+        return
+    job.output_data_dir.mkdir(parents=True, exist_ok=True)
+    report = metrics.evaluation(datasets[split].y, predictions[split])
+    path = job.output_data_dir / EVALUATION_FILE
+    path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    log.info("wrote %s (channel %s, %d rows)", path, split, len(datasets[split]))
+
+
+def save_model(model, plugin, job: JobConfig, schema, hyperparameters: dict, final: dict) -> None:
+    job.model_dir.mkdir(parents=True, exist_ok=True)
+    written = sorted(p.name for p in model.save(job.model_dir))
+    expected = sorted([*plugin.MODEL_FILES, "schema.json"])
+    if written != expected:
+        raise RuntimeError(f"plug-in {job.algorithm} wrote {written}, declared {expected}")
+    doc = {
+        "kind": "training-metadata (not a model)",
+        "algorithm": job.algorithm,
+        "model_files": list(plugin.MODEL_FILES),
+        "schema": schema.to_dict(),
+        "hyperparameters": hyperparameters,
+        "metrics": final,
+        "best_iteration": getattr(model, "best_iteration", None),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (job.model_dir / base.METADATA_FILE).write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+    log.info("model saved to %s: %s + %s", job.model_dir, ", ".join(expected), base.METADATA_FILE)
+
+
+def _jsonable(v: Any) -> Any:
+    return None if v is None else str(v)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            found[name] = importlib_metadata.version(name)
+    return found
+
+
+# -- failure reporting ---------------------------------------------------------------------------------------------
+def write_failure(base_dir: Path, text: str) -> None:
+    path = failure_path(base_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text[:FAILURE_LIMIT])
+
+
+def _configure_logging() -> None:
+    # Unbuffered lines to stdout (CloudWatch); quiet the third-party loggers that chat at INFO.
+    sys.stdout.reconfigure(line_buffering=True)
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        stream=sys.stdout, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    for name in ("sagemaker-training-toolkit", "boto3", "botocore", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main() -> int:
+    _configure_logging()
+    base_dir = Path(os.environ.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR))
+    failure_path(base_dir).unlink(missing_ok=True)  # a stale reason from an earlier run in the same tree
+    try:
+        job = load_config(os.environ.get("ALGORITHM"))
+        run(job)
+    except UserError as e:
+        reason = str(e)
+        log.error("%s", reason)
+        log.debug("traceback:\n%s", traceback.format_exc())
+        write_failure(base_dir, reason + "\n")
+        return e.exit_code
+    except Exception as e:
+        reason = " ".join(f"internal error: {type(e).__name__}: {e}".split())
+        log.error("%s\n%s", reason, traceback.format_exc())
+        write_failure(base_dir, reason + "\n")
+        return 2
+    log.info("training finished")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
