@@ -79,6 +79,15 @@ def snake_case(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", s).strip("_").lower()
 
 
+def _data_hint(names: Sequence[str]) -> str:
+    """Headerless input (the built-in convention) is a common mistake here: say so."""
+    try:
+        numbers = all(math.isfinite(float(n)) for n in names)
+    except ValueError:
+        numbers = False
+    return " (the first line looks like data: the input needs a header line naming the columns)" if numbers else ""
+
+
 def _normalise_header(raw: Sequence[str], source: str) -> list[str]:
     names: list[str] = []
     first_of: dict[str, str] = {}
@@ -89,7 +98,9 @@ def _normalise_header(raw: Sequence[str], source: str) -> list[str]:
                 f"column {i} has no usable name (received {original!r}); every column needs a name", file=source
             )
         if name in first_of:
-            raise DataError(f"columns {first_of[name]!r} and {original!r} both normalise to {name!r}", file=source)
+            raise DataError(
+                f"columns {first_of[name]!r} and {original!r} both normalise to {name!r}{_data_hint(raw)}", file=source
+            )
         first_of[name] = original
         names.append(name)
     return names
@@ -270,9 +281,14 @@ def _is_numeric_dtype(col: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
 
 
-def _as_text(col: pd.Series) -> pd.Series:
-    """Cell strings, stripped; "" for missing."""
-    return col.astype("string").fillna("").str.strip()
+NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def _trimmed(col: pd.Series) -> tuple[pa.Array, pa.Array]:
+    """(cells as trimmed strings with empty ones null, mask of empty cells), in Arrow for speed."""
+    text = pc.utf8_trim_whitespace(pa.array(col, type=pa.large_string(), from_pandas=True).fill_null(""))
+    empty = pc.equal(text, "")
+    return pc.if_else(empty, pa.scalar(None, pa.large_string()), text), empty
 
 
 def _parse(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -280,9 +296,23 @@ def _parse(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if _is_numeric_dtype(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         return values, np.isinf(values)
-    text = _as_text(col)
-    values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values, ((text != "").to_numpy() & ~np.isfinite(values))
+    text, empty = _trimmed(col)
+    filled = ~empty.to_numpy(zero_copy_only=False)
+    try:
+        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # some cell is not a number: the slow path finds which
+        values = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, filled & ~np.isfinite(values)
+
+
+def _count_numbers(col: pd.Series) -> tuple[int, int]:
+    """(non-empty cells, cells that look like numbers)."""
+    if _is_numeric_dtype(col):
+        n = int(col.notna().sum())
+        return n, n
+    text, empty = _trimmed(col)
+    filled = len(text) - int(pc.sum(empty).as_py() or 0)
+    return filled, int(pc.sum(pc.match_substring_regex(text, NUMBER)).as_py() or 0)
 
 
 def decide_types(tables: list[Table], target: str, forced_categorical: set[str]) -> dict[str, str]:
@@ -294,12 +324,8 @@ def decide_types(tables: list[Table], target: str, forced_categorical: set[str])
         if name in forced_categorical:
             types[name] = CATEGORICAL
             continue
-        filled = numbers = 0
-        for t in tables:
-            col = t.frame[name]
-            values, bad = _parse(col)
-            filled += int((~np.isnan(values)).sum() + bad.sum())
-            numbers += int((~np.isnan(values)).sum())
+        counts = [_count_numbers(t.frame[name]) for t in tables]
+        filled, numbers = sum(c[0] for c in counts), sum(c[1] for c in counts)
         # Most cells numbers: a numeric column with typos (reported), not a categorical one.
         types[name] = NUMERIC if filled == 0 or numbers * 2 > filled else CATEGORICAL
     return types
@@ -467,11 +493,9 @@ def run(args: argparse.Namespace) -> str:
     if renamed:
         print(f"normalised column names: {', '.join(renamed)}")
     if target not in first.names:
-        hint = (
-            " (the first line looks like data: the input needs a header)" if _looks_like_data(first.raw_names) else ""
-        )
         raise DataError(
-            f"target column {target!r} not found; columns found: {', '.join(first.raw_names)}{hint}",
+            f"target column {target!r} not found; columns found: {', '.join(first.raw_names)}"
+            + _data_hint(first.raw_names),
             file=str(first.path),
         )
     for option, cols in (
@@ -504,10 +528,6 @@ def run(args: argparse.Namespace) -> str:
         f"preprocess: {len(prepared.frame)} rows from {len(tables)} file(s) -> {sizes} (seed {args.seed}); "
         f"label {target}; {prepared.schema.n_features} features: {described}; written to {args.output}"
     )
-
-
-def _looks_like_data(names: list[str]) -> bool:
-    return all(re.fullmatch(r"\s*[-+]?[0-9.eE+-]+\s*", n) for n in names)
 
 
 def _write_message(path: Path | None, text: str) -> None:
