@@ -1,0 +1,148 @@
+"""The WSGI app: /ping, /invocations, /execution-parameters. Formats come from serving.codecs, never from here.
+
+/ping and /invocations are answered by a small WSGI layer in front of Flask (installed as Flask's
+``wsgi_app`` middleware): Flask's per-request machinery (request context, URL map, response object) cost about
+four times the decode + predict + encode of a single record, which is the hot path. Everything else
+(/execution-parameters, 404/405 for unknown routes) goes through Flask.
+
+Every error response is text/plain with a one-line message; the worker survives all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from serving.errors import PayloadTooLarge, RequestError
+from serving.model import Served
+
+log = logging.getLogger("serving")
+_READ_CHUNK = 1 << 20
+_TEXT = "text/plain; charset=utf-8"
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    405: "405 Method Not Allowed",
+    406: "406 Not Acceptable",
+    413: "413 Payload Too Large",
+    415: "415 Unsupported Media Type",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+
+
+def read_body(stream, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of the body, or None when there are more (chunked bodies have no Content-Length)."""
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(_READ_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+
+
+class Endpoints:
+    """WSGI middleware answering /ping and /invocations; anything else goes to the wrapped (Flask) app."""
+
+    def __init__(self, fallback: Callable, served: Served, max_payload_mb: int):
+        self.fallback = fallback
+        self.served = served
+        self.max_payload_mb = max_payload_mb
+        self.limit = max_payload_mb * 1024 * 1024
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == "/invocations":
+            if method == "POST":
+                status, content_type, body = self.invocations(environ)
+            else:
+                status, content_type, body = 405, _TEXT, f"405 Method Not Allowed: {method} {path}; use POST\n".encode()
+        elif path == "/ping" and method in ("GET", "HEAD"):
+            status, content_type, body = self.ping()
+        else:
+            return self.fallback(environ, start_response)
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if status == 413:  # the rest of the body was never read: don't parse it as the next request
+            headers.append(("Connection", "close"))
+        start_response(_STATUS[status], headers)
+        return [body] if method != "HEAD" else []
+
+    def ping(self) -> tuple[int, str, bytes]:
+        if self.served.ready:
+            return 200, "text/plain", b""
+        return 500, _TEXT, f"model not loaded: {self.served.reason}\n".encode()
+
+    def invocations(self, environ: dict) -> tuple[int, str, bytes]:
+        try:
+            return self._invoke(environ)
+        except RequestError as e:
+            return e.status, _TEXT, (e.message + "\n").encode()
+        except Exception as e:
+            log.exception("unexpected error in POST /invocations")
+            return 500, _TEXT, f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n".encode()
+
+    def _invoke(self, environ: dict) -> tuple[int, str, bytes]:
+        served = self.served
+        if not served.ready:
+            raise RequestError(f"model not loaded: {served.reason}", 503)
+        too_large = f"exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB={self.max_payload_mb} ({self.limit} bytes)"
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                n = int(length)
+            except ValueError:
+                raise RequestError(f"invalid Content-Length {length[:40]!r}") from None
+            if n > self.limit:
+                raise PayloadTooLarge(f"payload of {n} bytes {too_large}")
+        codecs = served.codecs
+        decode = codecs.decoder(environ.get("CONTENT_TYPE"))  # type: ignore[union-attr]
+        encoder = codecs.encoder(environ.get("HTTP_ACCEPT"))  # type: ignore[union-attr]
+        # Raw bytes, never form parsing: a form-encoded body must reach the decoder lookup (415), not vanish.
+        body = read_body(environ["wsgi.input"], self.limit) if length or _chunked(environ) else b""
+        if body is None:
+            raise PayloadTooLarge(f"payload {too_large}")
+        X = decode(body)
+        predictions = np.asarray(served.predict(X), dtype=np.float64).reshape(-1)
+        if predictions.shape[0] != X.shape[0]:
+            raise RuntimeError(f"the model returned {predictions.shape[0]} predictions for {X.shape[0]} records")
+        if not np.isfinite(predictions).all():
+            raise RuntimeError("the model returned a non-finite prediction")
+        return 200, encoder.content_type, encoder.encode(predictions)
+
+
+def _chunked(environ: dict) -> bool:
+    # gunicorn marks bodies whose end it delimits itself (chunked transfer encoding) as terminated.
+    return bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6) -> Flask:
+    app = Flask("serving")
+    execution_parameters = json.dumps(
+        {"MaxConcurrentTransforms": workers, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": max_payload_mb}
+    )
+
+    @app.get("/execution-parameters")
+    def parameters() -> Response:
+        return Response(execution_parameters, content_type="application/json")
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Response:
+        return Response(
+            f"{e.code} {e.name}: {request.method} {request.path}\n", status=e.code or 500, content_type=_TEXT
+        )
+
+    @app.errorhandler(Exception)
+    def server_error(e: Exception) -> Response:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return Response(f"internal error: {type(e).__name__}\n", status=500, content_type=_TEXT)
+
+    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,68 @@
+"""What a worker serves: the model, its schema and the codecs, loaded once at worker start.
+
+Loading never raises: a missing or unreadable model (or an invalid serving setting) yields a not-ready state
+carrying a one-line reason; /ping then answers 500 and /invocations 503 with that reason, and the server keeps
+running (a crash loop would only hide the reason).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from algorithms import registry
+from algorithms.base import Algorithm
+from algorithms.errors import UserError
+from serving.codecs import CSV, ENCODERS, Codecs
+from serving.records import UNKNOWN_POLICIES, RecordParser
+
+DEFAULT_BASE_DIR = "/opt/ml"
+
+
+def model_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """/opt/ml/model, relocated by SAGEMAKER_BASE_DIR like sagemaker-training does (base + "/model")."""
+    return Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR) / "model"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model, or the reason there is none."""
+
+    algorithm: Algorithm | None = None
+    codecs: Codecs | None = None
+    reason: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.algorithm is not None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.algorithm.predict(X)  # type: ignore[union-attr]
+
+
+def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None) -> Served:
+    directory = model_dir(env)
+    try:
+        unknown = env.get("SERVING_UNKNOWN_CATEGORY", "error")
+        if unknown not in UNKNOWN_POLICIES:
+            return Served(reason=f"SERVING_UNKNOWN_CATEGORY: received {unknown!r}, expected one of {UNKNOWN_POLICIES}")
+        default_accept = (env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or CSV).split(";")[0].strip().lower()
+        if default_accept not in ENCODERS:
+            return Served(
+                reason=f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received {default_accept!r}, "
+                f"expected one of {', '.join(ENCODERS)}"
+            )
+        plugin = registry.get(env.get("ALGORITHM"))
+        if not directory.is_dir():
+            return Served(reason=f"model directory {directory} does not exist")
+        algorithm = plugin.load(directory, threads=threads)
+        codecs = Codecs(RecordParser(algorithm.schema, unknown), default_accept)
+        return Served(algorithm, codecs)
+    except UserError as e:
+        return Served(reason=str(e))
+    except Exception as e:  # a plug-in bug or an unreadable file: say what, in one line
+        return Served(reason=f"cannot load the model from {directory}: {type(e).__name__}: {' '.join(str(e).split())}")

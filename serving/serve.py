@@ -1,0 +1,157 @@
+"""`python -m serving.serve`: what the images run for `serve`. gunicorn + the Flask app, for every algorithm.
+
+Settings (environment):
+  ALGORITHM                          which plug-in loads /opt/ml/model (xgboost | linear)
+  SAGEMAKER_BASE_DIR                 relocates /opt/ml outside a container
+  SAGEMAKER_BIND_TO_PORT             port (default 8080), bound on 0.0.0.0
+  SAGEMAKER_MODEL_SERVER_WORKERS     worker processes (default: CPU count)
+  SAGEMAKER_MODEL_SERVER_TIMEOUT     seconds a request may take (default 60)
+  SAGEMAKER_MAX_PAYLOAD_IN_MB        request size limit in MiB (default 6; batch transform sends up to 100)
+  SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  format for an empty or */* Accept (default text/csv)
+  SERVING_UNKNOWN_CATEGORY           error (default: 400) | missing (treat unseen levels as missing)
+  SERVING_WORKER_CLASS               gunicorn worker class (default gthread; sync and gevent also work)
+  SERVING_THREADS                    threads per gthread worker (default 2)
+  SERVING_ACCESS_LOG                 1 (default): one compact line per request except /ping; 0: none
+
+Each worker loads the model once when it starts (never on a request), with max(1, cpus // workers) numeric
+threads so workers don't fight over cores. SIGTERM drains in-flight requests and exits 0 (SageMaker sends
+SIGKILL 30 s after SIGTERM; the drain gets 25 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from algorithms.errors import ConfigurationError
+
+log = logging.getLogger("serving")
+GRACEFUL_TIMEOUT = 25
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name}: expected an integer, received {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"environment variable {name}: expected an integer >= {minimum}, received {value}")
+    return value
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Settings:
+    def __init__(self, env: Mapping[str, str] = os.environ):
+        cpus = cpu_count()
+        self.port = _int(env, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=0)
+        self.workers = _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus)
+        self.timeout = _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60)
+        self.max_payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6)
+        self.worker_class = env.get("SERVING_WORKER_CLASS", "gthread").strip() or "gthread"
+        if self.worker_class not in ("gthread", "sync", "gevent"):
+            raise ConfigurationError(
+                f"environment variable SERVING_WORKER_CLASS: received {self.worker_class!r}, "
+                "expected gthread, sync or gevent"
+            )
+        self.threads = _int(env, "SERVING_THREADS", 2)
+        self.numeric_threads = max(1, cpus // self.workers)
+        self.access_log = env.get("SERVING_ACCESS_LOG", "1").strip() not in ("0", "false", "no")
+
+    def describe(self) -> str:
+        threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
+        return (
+            f"bind=0.0.0.0:{self.port} workers={self.workers} ({self.worker_class}{threads}) "
+            f"numeric_threads_per_worker={self.numeric_threads} timeout={self.timeout}s "
+            f"max_payload={self.max_payload_mb}MiB"
+        )
+
+
+class QuietPingLogger(Logger):
+    """Access log: one compact line per request, none for /ping (SageMaker pings every few seconds)."""
+
+    def access(self, resp, req, environ, request_time):
+        if environ.get("PATH_INFO") == "/ping" or not self.access_log_enabled:
+            return
+        ms = request_time.total_seconds() * 1000
+        status = str(resp.status).split(" ", 1)[0]
+        self.access_log.info(
+            '%s "%s %s" %s %sB %.1fms', req.peer_addr[0] if req.peer_addr else "-", req.method, req.path, status,
+            getattr(resp, "sent", "-"), ms,
+        )  # fmt: skip
+
+
+def _post_worker_init(worker) -> None:
+    served = worker.app.served
+    if served is not None and not served.ready and worker.age == 1:
+        # One line for the whole server, not one per worker or per restart.
+        log.error("model not loaded: %s (/ping answers 500, /invocations 503)", served.reason)
+
+
+class Server(BaseApplication):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.served = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options = {
+            "bind": f"0.0.0.0:{s.port}",
+            "workers": s.workers,
+            "worker_class": s.worker_class,
+            "threads": s.threads,
+            "timeout": s.timeout,
+            "graceful_timeout": GRACEFUL_TIMEOUT,
+            "keepalive": 5,  # idle seconds a client connection stays open (load balancers reuse them)
+            "logger_class": QuietPingLogger,
+            "accesslog": "-" if s.access_log else None,
+            "errorlog": "-",
+            "post_worker_init": _post_worker_init,
+            "preload_app": False,  # each worker loads its own model: OpenMP thread pools don't survive fork
+            "control_socket_disable": True,  # gunicorn 27's socket in $HOME: not needed, and clashes between servers
+            "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Runs in each worker right after fork, before it accepts connections.
+        from serving import model
+        from serving.app import create_app
+
+        self.served = model.load(threads=self.settings.numeric_threads)
+        return create_app(self.served, workers=self.settings.workers, max_payload_mb=self.settings.max_payload_mb)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(message)s")
+    try:
+        settings = Settings()
+    except ConfigurationError as e:
+        print(f"serving: {e}", file=sys.stderr)
+        return 1
+    # Before any worker imports a numeric library: one OpenMP pool of this size per worker.
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.numeric_threads))
+    from serving.model import model_dir
+
+    log.info("serving ALGORITHM=%s model=%s %s", os.environ.get("ALGORITHM"), model_dir(), settings.describe())
+    Server(settings).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
