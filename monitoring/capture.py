@@ -1,0 +1,627 @@
+"""Readers for what a monitoring run analyses, each yielding column batches (never the whole data set).
+
+- real-time data capture JSON Lines (``captureData.endpointInput`` / ``endpointOutput`` with CSV, JSON or BASE64
+  encoding; a CSV payload may hold several records, a JSON payload ``{"instances": [...]}``, a list of records,
+  one record by feature name, or JSON Lines), filtered to ``[start_time, end_time)`` by
+  ``eventMetadata.inferenceTime``;
+- batch transform output: joined CSV (optional leading id columns, optional label first, the features, the
+  prediction, optionally the inference id and time that ``GenerateInferenceId`` appends) and JSON Lines with
+  ``SageMakerOutput`` (and ``SageMakerInput`` when the input was not an object);
+- ground truth JSON Lines (``groundTruthData``).
+
+Clean capture files take a vectorised path (pyarrow's JSON and CSV readers); a file with anything unusual is
+re-read line by line, which names every malformed line (file and line) and never stops the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+
+from monitoring.statistics import FeatureSpec, column_name
+
+FLUSH_ROWS = 65_536
+MAX_REPORTED_BAD_LINES = 1000
+
+_PAYLOAD = pa.struct(
+    [("observedContentType", pa.string()), ("mode", pa.string()), ("data", pa.string()), ("encoding", pa.string())]
+)
+CAPTURE_SCHEMA = pa.schema(
+    [
+        ("captureData", pa.struct([("endpointInput", _PAYLOAD), ("endpointOutput", _PAYLOAD)])),
+        (
+            "eventMetadata",
+            pa.struct([("eventId", pa.string()), ("inferenceId", pa.string()), ("inferenceTime", pa.string())]),
+        ),
+    ]
+)
+_PREDICTION_KEYS = ("predictions", "prediction", "score", "scores", "predicted_label", "value", "output")
+
+
+@dataclass
+class Window:
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def contains(self, t: datetime) -> bool:
+        return (self.start is None or t >= self.start) and (self.end is None or t < self.end)
+
+
+@dataclass
+class Batch:
+    columns: dict[str, Any]  # feature or extra column name -> array of n_rows values
+    n_rows: int
+    absent: dict[str, int] = field(default_factory=dict)
+    predictions: np.ndarray | None = None
+    labels: np.ndarray | None = None  # from a label column in the data itself
+    keys: list[str] | None = None  # per row: the id ground truth is matched on ("<id>" or "<id>#<index>")
+
+
+@dataclass
+class BadLines:
+    """Malformed input, counted and named (file, line, reason); the first MAX_REPORTED_BAD_LINES are kept."""
+
+    count: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, file: str, line: int | None, reason: str) -> None:
+        self.count += 1
+        if len(self.examples) < MAX_REPORTED_BAD_LINES:
+            self.examples.append({"file": file, "line": line, "reason": reason})
+
+
+@dataclass
+class FileResult:
+    """What reading one file found out besides its batches."""
+
+    records_in_window: int = 0
+    records_before: int = 0
+    records_after: int = 0  # records later than the window: the file is not finished with
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the columns of a headerless CSV row map to the schema."""
+
+    features: tuple[FeatureSpec, ...]
+    id_columns: int = 0
+    label_first: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+# -- real-time data capture ------------------------------------------------------------------------------------
+def read_capture_file(
+    path: Path, data: bytes, layout: Layout, window: Window, bad: BadLines, result: FileResult, first_line: int = 1
+) -> Iterator[Batch]:
+    """Batches from one capture file's bytes (``data`` may start mid-file at line ``first_line``)."""
+    fast = _capture_fast(path, data, layout, window, result)
+    if fast is not None:
+        yield from fast
+        return
+    yield from _capture_slow(path, data, layout, window, bad, result, first_line)
+
+
+def _capture_fast(path: Path, data: bytes, layout: Layout, window: Window, result: FileResult) -> list[Batch] | None:
+    """The vectorised path, or None when the file needs the careful line-by-line one."""
+    if not data.strip():
+        return []
+    try:
+        table = pajson.read_json(
+            io.BytesIO(data),
+            parse_options=pajson.ParseOptions(explicit_schema=CAPTURE_SCHEMA, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != data.count(b"\n") + (0 if data.endswith(b"\n") else 1):
+        return None  # blank lines would shift line numbers
+    cap = table.column("captureData").combine_chunks()
+    meta = table.column("eventMetadata").combine_chunks()
+    inp, out = cap.field("endpointInput"), cap.field("endpointOutput")
+    in_data, in_enc = inp.field("data"), inp.field("encoding")
+    times_raw = meta.field("inferenceTime")
+    if in_data.null_count or times_raw.null_count or in_enc.null_count:
+        return None
+    if not pc.all(pc.equal(in_enc, "CSV")).as_py():
+        return None
+    try:
+        times = pc.cast(times_raw, pa.timestamp("us", tz="UTC"))
+    except pa.ArrowInvalid:
+        return None
+    keep = _window_mask(times, window, result)
+    if keep is not None:
+        in_data, out = in_data.filter(keep), out.filter(keep)
+        meta = meta.filter(keep)
+    n_caps = len(in_data)
+    result.records_in_window += n_caps
+    if n_caps == 0:
+        return []
+    in_data = pc.utf8_rtrim(in_data, characters="\r\n")
+    rows_per = pc.add(pc.count_substring(in_data, "\n"), 1).to_numpy(zero_copy_only=False)
+    n_rows = int(rows_per.sum())
+    table_in = _read_csv_block(in_data)
+    if table_in is None or table_in.num_rows != n_rows:
+        return None
+    columns, absent = _positional_columns(table_in, layout, n_rows)
+    predictions = _fast_predictions(out, rows_per, n_rows)
+    ids = meta.field("inferenceId")
+    ids = pc.if_else(pc.is_valid(ids), ids, meta.field("eventId"))
+    keys = _expand_keys(ids.to_pylist(), rows_per)
+    return [Batch(columns, n_rows, absent, predictions=predictions, keys=keys)]
+
+
+def _window_mask(times: pa.Array, window: Window, result: FileResult) -> pa.Array | None:
+    if window.start is None and window.end is None:
+        return None
+    keep = pa.array(np.ones(len(times), dtype=bool))
+    if window.start is not None:
+        before = pc.less(times, pa.scalar(window.start, pa.timestamp("us", tz="UTC")))
+        result.records_before += pc.sum(before).as_py() or 0
+        keep = pc.and_(keep, pc.invert(before))
+    if window.end is not None:
+        after = pc.greater_equal(times, pa.scalar(window.end, pa.timestamp("us", tz="UTC")))
+        result.records_after += pc.sum(after).as_py() or 0
+        keep = pc.and_(keep, pc.invert(after))
+    return keep
+
+
+def _read_csv_block(lines: pa.Array) -> pa.Table | None:
+    joined = pc.binary_join_element_wise(lines, "\n", "")  # each value + "\n": the buffer is then the CSV text
+    joined = joined if joined.offset == 0 else pa.concat_arrays([joined])
+    buf = joined.buffers()[2]
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1)
+    body = buf[offsets[0] : offsets[-1]] if buf is not None else b""
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(body),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+            convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _positional_columns(table: pa.Table, layout: Layout, n_rows: int) -> tuple[dict[str, Any], dict[str, int]]:
+    columns: dict[str, Any] = {}
+    names = layout.names
+    for i in range(table.num_columns):
+        name = names[i] if i < len(names) else f"_c{i}"
+        columns[name] = table.column(i)
+    return columns, {}
+
+
+def _fast_predictions(out: pa.StructArray, rows_per: np.ndarray, n_rows: int) -> np.ndarray | None:
+    data, enc = out.field("data"), out.field("encoding")
+    if data.null_count or enc.null_count or not pc.all(pc.equal(enc, "CSV")).as_py():
+        return _slow_predictions(out, rows_per, n_rows)
+    data = pc.utf8_rtrim(data, characters="\r\n")
+    per = pc.add(pc.count_substring(data, "\n"), 1).to_numpy(zero_copy_only=False)
+    if not np.array_equal(per, rows_per):
+        return _slow_predictions(out, rows_per, n_rows)
+    table = _read_csv_block(data)
+    if table is None or table.num_rows != n_rows:
+        return _slow_predictions(out, rows_per, n_rows)
+    numbers, _ = _column_numbers(table.column(0))
+    return numbers
+
+
+def _column_numbers(col: Any) -> tuple[np.ndarray, int]:
+    from monitoring.sketches import to_numbers
+
+    return to_numbers(col)
+
+
+def _slow_predictions(out: pa.StructArray, rows_per: np.ndarray, n_rows: int) -> np.ndarray:
+    preds = np.full(n_rows, np.nan)
+    pos = 0
+    for payload, k in zip(out.to_pylist(), rows_per.tolist(), strict=True):
+        values = _predictions_from_payload(payload) if payload else []
+        if len(values) == k:
+            preds[pos : pos + k] = values
+        pos += k
+    return preds
+
+
+def _expand_keys(ids: list[str | None], rows_per: np.ndarray) -> list[str]:
+    if int(rows_per.max(initial=1)) == 1:
+        return [i or "" for i in ids]
+    keys: list[str] = []
+    for i, k in zip(ids, rows_per.tolist(), strict=True):
+        keys += [i or ""] if k == 1 else [f"{i}#{j}" for j in range(k)]
+    return keys
+
+
+def _capture_slow(
+    path: Path, data: bytes, layout: Layout, window: Window, bad: BadLines, result: FileResult, first_line: int
+) -> Iterator[Batch]:
+    acc = _RecordAccumulator(layout)
+    for lineno, raw in enumerate(data.split(b"\n"), start=first_line):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw)
+            if not isinstance(event, dict):
+                raise ValueError("expected a JSON object")
+            cap = event.get("captureData")
+            meta = event.get("eventMetadata") or {}
+            if not isinstance(cap, dict) or not isinstance(cap.get("endpointInput"), dict):
+                raise ValueError("no captureData.endpointInput")
+            t_raw = meta.get("inferenceTime")
+            if t_raw is None:
+                raise ValueError("no eventMetadata.inferenceTime")
+            t = parse_time(str(t_raw))
+            if window.start is not None and t < window.start:
+                result.records_before += 1
+                continue
+            if window.end is not None and t >= window.end:
+                result.records_after += 1
+                continue
+            records = decode_payload(cap["endpointInput"])
+            if not records:
+                raise ValueError("endpointInput holds no record")
+            output = cap.get("endpointOutput")
+            preds = _predictions_from_payload(output) if isinstance(output, dict) else []
+            if len(preds) != len(records):
+                preds = [math.nan] * len(records)
+            key = meta.get("inferenceId") or meta.get("eventId") or ""
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+            bad.add(str(path), lineno, f"malformed capture line: {reason}")
+            continue
+        result.records_in_window += 1
+        keys = [key] if len(records) == 1 else [f"{key}#{j}" for j in range(len(records))]
+        for rec, p, k in zip(records, preds, keys, strict=True):
+            acc.add(rec, p, k)
+        if acc.n >= FLUSH_ROWS:
+            yield acc.flush()
+    if acc.n:
+        yield acc.flush()
+
+
+def parse_time(value: str) -> datetime:
+    v = value.strip()
+    if v.endswith("Z"):
+        v = v[:-1] + "+00:00"
+    t = datetime.fromisoformat(v)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def decode_payload(payload: dict[str, Any]) -> list[Any]:
+    """A capture payload as a list of records (each a list of values, or a dict by feature name)."""
+    data = payload.get("data")
+    if data is None:
+        raise ValueError("payload has no 'data'")
+    encoding = str(payload.get("encoding", "CSV")).upper()
+    ctype = str(payload.get("observedContentType") or "").split(";")[0].strip().lower()
+    if encoding == "BASE64":
+        text = base64.b64decode(data, validate=True).decode("utf-8")
+        if "json" in ctype:
+            return _json_records(text, lines=ctype == "application/jsonlines")
+        return _csv_records(text)
+    if encoding == "JSON":
+        return _json_records(data, lines=ctype == "application/jsonlines")
+    if encoding == "CSV":
+        return _csv_records(str(data))
+    raise ValueError(f"unknown encoding {payload.get('encoding')!r}; expected CSV, JSON or BASE64")
+
+
+def _csv_records(text: str) -> list[list[str]]:
+    text = text.strip("\r\n")
+    if not text:
+        return []
+    if '"' not in text:
+        return [line.split(",") for line in text.split("\n")]
+    return [row for row in csv.reader(io.StringIO(text)) if row]
+
+
+def _json_records(text: Any, *, lines: bool) -> list[Any]:
+    if not isinstance(text, str):
+        doc = text
+    elif lines or ("\n" in text.strip() and not text.lstrip().startswith("[")):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            return [_json_record(json.loads(line)) for line in text.splitlines() if line.strip()]
+    else:
+        doc = json.loads(text)
+    if isinstance(doc, dict) and "instances" in doc:
+        doc = doc["instances"]
+    elif isinstance(doc, dict) and "inputs" in doc:
+        doc = doc["inputs"]
+    if isinstance(doc, list) and doc and all(isinstance(r, (list, dict)) for r in doc):
+        return [_json_record(r) for r in doc]
+    return [_json_record(doc)]
+
+
+def _json_record(r: Any) -> Any:
+    if isinstance(r, dict) and isinstance(r.get("features"), list) and len(r) == 1:
+        return r["features"]
+    if isinstance(r, (list, dict)):
+        return r
+    raise ValueError(f"expected a record (list or object), received {type(r).__name__}")
+
+
+def _predictions_from_payload(payload: dict[str, Any]) -> list[float]:
+    try:
+        data = payload.get("data")
+        encoding = str(payload.get("encoding", "CSV")).upper()
+        if encoding == "BASE64":
+            data = base64.b64decode(data).decode("utf-8")
+            ctype = str(payload.get("observedContentType") or "")
+            encoding = "JSON" if "json" in ctype else "CSV"
+        if encoding == "JSON":
+            text = data if isinstance(data, str) else json.dumps(data)
+            try:
+                return predictions_from_json(json.loads(text))
+            except json.JSONDecodeError:
+                return [
+                    v for line in text.splitlines() if line.strip() for v in predictions_from_json(json.loads(line))
+                ]
+        rows = _csv_records(str(data))
+        return [float(r[0]) if r and r[0].strip() else math.nan for r in rows]
+    except (ValueError, TypeError, AttributeError):
+        return []
+
+
+def predictions_from_json(doc: Any) -> list[float]:
+    if isinstance(doc, bool):
+        raise ValueError("boolean prediction")
+    if isinstance(doc, (int, float)):
+        return [float(doc)]
+    if isinstance(doc, str):
+        return [float(doc)]
+    if isinstance(doc, list):
+        return [v for item in doc for v in predictions_from_json(item)[:1]]
+    if isinstance(doc, dict):
+        for key in _PREDICTION_KEYS:
+            if key in doc:
+                return predictions_from_json(doc[key])
+    raise ValueError("no prediction found")
+
+
+class _RecordAccumulator:
+    """Collects decoded records (positional or by name) into columns."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.lower = {column_name(n): n for n in layout.names}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0
+        self.cols: dict[str, list[Any]] = {}
+        self.preds: list[float] = []
+        self.labels: list[Any] = []
+        self.keys: list[str] = []
+
+    def _set(self, name: str, value: Any) -> None:
+        col = self.cols.get(name)
+        if col is None:
+            col = self.cols[name] = [None] * self.n
+        col.append(value)
+
+    def add(self, rec: Any, pred: float, key: str, label: Any = None) -> None:
+        if isinstance(rec, dict):
+            for k, v in rec.items():
+                name = k if k in self.lower.values() else self.lower.get(column_name(k), column_name(k))
+                self._set(name, _scalar(v))
+        else:
+            names = self.layout.names
+            for i, v in enumerate(rec):
+                self._set(names[i] if i < len(names) else f"_c{i}", _scalar(v))
+        self.n += 1
+        for col in self.cols.values():
+            if len(col) < self.n:
+                col.append(_ABSENT)
+        self.preds.append(pred)
+        self.labels.append(label)
+        self.keys.append(key)
+
+    def flush(self) -> Batch:
+        columns: dict[str, Any] = {}
+        absent: dict[str, int] = {}
+        for name, values in self.cols.items():
+            n_abs = sum(1 for v in values if v is _ABSENT)
+            if n_abs:
+                absent[name] = n_abs
+                values = [None if v is _ABSENT else v for v in values]
+            columns[name] = values
+        labels = None
+        if any(v is not None for v in self.labels):
+            from monitoring.sketches import to_numbers
+
+            labels = to_numbers(self.labels)[0]
+        batch = Batch(columns, self.n, absent, np.asarray(self.preds, dtype=np.float64), labels, self.keys)
+        self._reset()
+        return batch
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return v
+
+
+# -- batch transform output -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CsvShape:
+    """Where things are in a joined batch-output row, decided from the number of columns."""
+
+    prediction: int | None
+    inference_id: int | None
+    label: int | None
+    first_feature: int
+    n_features: int
+
+
+def csv_shape(n_columns: int, layout: Layout) -> CsvShape:
+    head = layout.id_columns + (1 if layout.label_first else 0)
+    n = len(layout.features)
+    label = layout.id_columns if layout.label_first else None
+    extra = n_columns - head - n
+    if extra >= 3:  # prediction, inference id, inference time (GenerateInferenceId)
+        return CsvShape(n_columns - 3, n_columns - 2, label, head, n)
+    if extra >= 1:
+        return CsvShape(head + n, None, label, head, n)
+    return CsvShape(None, None, label, head, max(0, n_columns - head))
+
+
+def read_joined_csv(
+    path: Path, offset: int, layout: Layout, bad: BadLines, result: FileResult, first_line: int = 1
+) -> Iterator[Batch]:
+    """Headerless joined CSV (as the batch job writes it) from byte ``offset``, in blocks, every column as text."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        first_row = f.readline().decode("utf-8", "replace").strip("\r\n")
+        if not first_row.strip():
+            return
+        f.seek(offset)
+        n_cols = len(next(csv.reader([first_row])))
+        shape = csv_shape(n_cols, layout)
+
+        def on_invalid(row: Any) -> str:
+            line = None if row.number is None else row.number + first_line - 1
+            bad.add(str(path), line, f"expected {row.expected_columns} columns, received {row.actual_columns}")
+            return "skip"
+
+        reader = pacsv.open_csv(
+            f,
+            read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(n_cols)], block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"c{i}": pa.string() for i in range(n_cols)}, null_values=[""], strings_can_be_null=True
+            ),
+        )
+        yield from _joined_batches(reader, layout, shape, result)
+
+
+def _joined_batches(reader: Any, layout: Layout, shape: CsvShape, result: FileResult) -> Iterator[Batch]:
+    for rb in reader:
+        n = rb.num_rows
+        if not n:
+            continue
+        result.records_in_window += n
+        columns: dict[str, Any] = {}
+        for j in range(shape.n_features):
+            columns[layout.names[j]] = rb.column(shape.first_feature + j)
+        preds = _column_numbers(rb.column(shape.prediction))[0] if shape.prediction is not None else None
+        labels = _column_numbers(rb.column(shape.label))[0] if shape.label is not None else None
+        keys = rb.column(shape.inference_id).to_pylist() if shape.inference_id is not None else None
+        yield Batch(columns, n, predictions=preds, labels=labels, keys=keys)
+
+
+def read_joined_jsonl(
+    path: Path, data: bytes, layout: Layout, bad: BadLines, result: FileResult, first_line: int = 1
+) -> Iterator[Batch]:
+    """JSON Lines batch output: ``{...input fields..., "SageMakerOutput": ...}`` or with ``SageMakerInput``."""
+    acc = _RecordAccumulator(layout)
+    for lineno, raw in enumerate(data.split(b"\n"), start=first_line):
+        if not raw.strip():
+            continue
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("expected a JSON object")
+            output = doc.get("SageMakerOutput")
+            key = str(doc.get("SageMakerInferenceId") or "")
+            if "SageMakerInput" in doc:
+                records = _json_records(doc["SageMakerInput"], lines=False)
+            else:
+                rec = {
+                    k: v
+                    for k, v in doc.items()
+                    if k not in ("SageMakerOutput", "SageMakerInferenceId", "SageMakerInferenceTime")
+                }
+                records = [rec]
+            preds = predictions_from_json(output) if output is not None else []
+            if len(preds) != len(records):
+                preds = [math.nan] * len(records)
+        except (ValueError, TypeError) as e:
+            reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+            bad.add(str(path), lineno, f"malformed batch output line: {reason}")
+            continue
+        result.records_in_window += len(records)
+        for j, (rec, p) in enumerate(zip(records, preds, strict=True)):
+            label = None
+            if layout.label_first and isinstance(rec, list):
+                label, rec = rec[0], rec[1:]
+            acc.add(rec, p, key if len(records) == 1 else f"{key}#{j}", label)
+        if acc.n >= FLUSH_ROWS:
+            yield acc.flush()
+    if acc.n:
+        yield acc.flush()
+
+
+def read_manifest(path: Path, data: bytes, resolve: Callable[[str], Path]) -> list[Path] | None:
+    """A batch data-capture manifest (``[{"prefix": "s3://b/p/"}, "rel/1.csv", ...]``) as local paths, or None
+    when the file is not a manifest."""
+    text = data.lstrip()
+    if not text.startswith(b"["):
+        return None
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(doc, list) and doc and isinstance(doc[0], dict) and "prefix" in doc[0]):
+        return None
+    prefix = str(doc[0]["prefix"])
+    return [resolve(prefix + str(rel)) for rel in doc[1:] if isinstance(rel, str)]
+
+
+# -- ground truth ------------------------------------------------------------------------------------------------
+def read_ground_truth(path: Path, data: bytes, bad: BadLines, into: dict[str, float]) -> None:
+    """``{"groundTruthData": {"data": "6.10", "encoding": "CSV"}, "eventMetadata": {"eventId": ...}}`` lines;
+    keyed by ``inferenceId`` when present, else ``eventId`` (several labels: ``<id>#<index>``)."""
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            doc = json.loads(raw)
+            gt = doc["groundTruthData"]
+            meta = doc.get("eventMetadata") or {}
+            key = meta.get("inferenceId") or meta.get("eventId")
+            if not key:
+                raise ValueError("no eventMetadata.inferenceId or eventId")
+            labels = _predictions_from_payload(gt)
+            if not labels:
+                raise ValueError("groundTruthData holds no number")
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+            bad.add(str(path), lineno, f"malformed ground truth line: {reason}")
+            continue
+        if len(labels) == 1:
+            into[str(key)] = labels[0]
+        else:
+            for j, v in enumerate(labels):
+                into[f"{key}#{j}"] = v
+
+
+def labels_for(keys: Sequence[str] | None, truth: dict[str, float]) -> np.ndarray | None:
+    if not keys or not truth:
+        return None
+    get = truth.get
+    return np.fromiter((get(k, math.nan) for k in keys), dtype=np.float64, count=len(keys))
