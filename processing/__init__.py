@@ -1,0 +1,1 @@
+"""Processing jobs (SageMaker Processing contract): python -m processing.preprocess."""

@@ -234,6 +234,17 @@ def test_bad_number_in_gzipped_csv_names_the_line(job):
     assert_fails(job.run(), f"file {job.input / 'a.csv.gz'}, line 4, column 3 (cylinder)", "received 'six'")
 
 
+def test_label_goes_first_wherever_it_is_in_the_input(job):
+    real = cardata.load()
+    real[list(reversed(real.columns))].to_csv(job.input / "reversed.csv", index=False)
+    r = job.run()
+    assert r.returncode == 0, r.stderr
+    assert r.schema().names == list(reversed(real.columns))[:-1]  # body_type ... mileage, without price
+    flipped = [",".join(reversed(line.split(","))) for line in ROWS]  # price last in the input lines
+    out = r.lines("train") + r.lines("validation") + r.lines("test")
+    assert rows_of(out) == rows_of([f"{line.rsplit(',', 1)[1]},{line.rsplit(',', 1)[0]}" for line in flipped])
+
+
 def test_one_hot_writes_dummy_columns(job):
     real_csv(job)
     r = job.run("--one-hot")
