@@ -503,9 +503,12 @@ def read_joined_csv(
         n_cols = len(next(csv.reader([first_row])))
         shape = csv_shape(n_cols, layout)
 
+        pending: list[tuple[int | None, str, str]] = []
+
         def on_invalid(row: Any) -> str:
+            # pyarrow knows row numbers only when parsing serially: resolve the others after the read
             line = None if row.number is None else row.number + first_line - 1
-            bad.add(str(path), line, f"expected {row.expected_columns} columns, received {row.actual_columns}")
+            pending.append((line, row.text, f"expected {row.expected_columns} columns, received {row.actual_columns}"))
             return "skip"
 
         reader = pacsv.open_csv(
@@ -517,6 +520,27 @@ def read_joined_csv(
             ),
         )
         yield from _joined_batches(reader, layout, shape, result)
+    if pending:
+        _report_ragged(path, offset, first_line, pending, bad)
+
+
+def _report_ragged(
+    path: Path, offset: int, first_line: int, pending: list[tuple[int | None, str, str]], bad: BadLines
+) -> None:
+    unknown: dict[str, list[int]] = {}
+    for i, (line, text, _) in enumerate(pending):
+        if line is None:
+            unknown.setdefault(text.rstrip("\r\n"), []).append(i)
+    found: dict[int, int] = {}
+    if unknown:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for lineno, raw in enumerate(f, start=first_line):
+                idxs = unknown.get(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                if idxs:
+                    found[idxs.pop(0)] = lineno
+    for i, (line, _, reason) in enumerate(pending):
+        bad.add(str(path), line if line is not None else found.get(i), reason)
 
 
 def _joined_batches(reader: Any, layout: Layout, shape: CsvShape, result: FileResult) -> Iterator[Batch]:

@@ -91,7 +91,7 @@ def dataset_format(args: Any) -> dict[str, Any]:
     kind = next(iter(doc))
     if kind not in ("sagemakerCaptureJson", "csv", "json", "parquet"):
         raise ConfigurationError(
-            f"dataset_format: unknown format {kind!r}; expected sagemakerCaptureJson, csv, json or parquet"
+            f"dataset_format: unknown format {kind!r} in {raw!r}; expected sagemakerCaptureJson, csv, json or parquet"
         )
     return doc
 
