@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from serving.errors import PayloadTooLarge, RequestError
 from serving.model import Served
+from serving.records import show
 
 log = logging.getLogger("serving")
 _READ_CHUNK = 1 << 20
@@ -106,7 +108,10 @@ class Endpoints:
         decode = codecs.decoder(environ.get("CONTENT_TYPE"))  # type: ignore[union-attr]
         encoder = codecs.encoder(environ.get("HTTP_ACCEPT"))  # type: ignore[union-attr]
         # Raw bytes, never form parsing: a form-encoded body must reach the decoder lookup (415), not vanish.
-        body = read_body(environ["wsgi.input"], self.limit) if length or _chunked(environ) else b""
+        try:
+            body = read_body(environ["wsgi.input"], self.limit) if length or _chunked(environ) else b""
+        except (OSError, ParseException) as e:  # a malformed chunked body; a client hanging up
+            raise RequestError(f"cannot read the request body: {show(str(e), 100)[1:-1]}") from None
         if body is None:
             raise PayloadTooLarge(f"payload {too_large}")
         X = decode(body)

@@ -48,9 +48,11 @@ class LocalServer:
         self.process: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="serving-", suffix=".log", delete=False)  # noqa: SIM115
 
-    def start(self, timeout: float = 60) -> int:
-        """Start and wait until /ping answers (200, or 500 when the model cannot load); return its status."""
-        env = {
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module]
+
+    def environment(self) -> dict[str, str]:
+        return {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "ALGORITHM": self.algorithm,
@@ -59,8 +61,11 @@ class LocalServer:
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.workers),
             **self.extra_env,
         }
+
+    def start(self, timeout: float = 60) -> int:
+        """Start and wait until /ping answers (200, or 500 when the model cannot load); return its status."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            self.command(), cwd=REPO, env=self.environment(), stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,211 @@
+"""The WSGI app in-process (Flask's test client) on a stand-in model: every route, status and format pair."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from serving.app import create_app
+from serving.model import Served
+from tests.serving_helpers import served
+
+CSV_ROWS = "20105,6,4,1,0,0,Buick,sedan\n13457,6,2,1,1,0,Chevy,coupe\n"
+# SumModel: the sum of the encoded features (Buick=0, Chevy=2, sedan=3, coupe=1).
+EXPECTED = [20119.0, 13470.0]
+BODIES = {
+    "text/csv": CSV_ROWS,
+    "application/json": json.dumps(
+        {
+            "instances": [
+                {"features": [20105, 6, 4, 1, 0, 0, "Buick", "sedan"]},
+                [13457, 6, 2, 1, 1, 0, "Chevy", "coupe"],
+            ]
+        }
+    ),
+    "application/jsonlines": '{"features": [20105, 6, 4, 1, 0, 0, "Buick", "sedan"]}\n'
+    '{"mileage": 13457, "cylinder": 6, "doors": 2, "cruise": 1, "sound": 1, "leather": 0, "make": "Chevy", '
+    '"body_type": "coupe"}\n',
+}
+ENCODED = {
+    "text/csv": b"20119.0\n13470.0",
+    "application/json": b'{"predictions": [{"score": 20119.0}, {"score": 13470.0}]}',
+    "application/jsonlines": b'{"score": 20119.0}\n{"score": 13470.0}',
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    return create_app(served(), workers=3, max_payload_mb=1).test_client()
+
+
+def invoke(client, body, content_type="text/csv", accept=None, **headers):
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    if accept is not None:
+        headers["Accept"] = accept
+    return client.post("/invocations", data=body, headers=headers)
+
+
+@pytest.mark.parametrize("content_type", list(BODIES))
+@pytest.mark.parametrize("accept", list(ENCODED))
+def test_every_content_type_and_accept_pair(client, content_type, accept):
+    r = invoke(client, BODIES[content_type], content_type, accept)
+    assert r.status_code == 200, r.data
+    assert r.headers["Content-Type"] == accept  # exact: data capture keys on it
+    assert r.data == ENCODED[accept]
+
+
+@pytest.mark.parametrize("accept", [None, "", "*/*"])
+def test_default_accept_is_csv(client, accept):
+    r = invoke(client, CSV_ROWS, accept=accept)
+    assert (r.status_code, r.headers["Content-Type"], r.data) == (200, "text/csv", ENCODED["text/csv"])
+
+
+def test_default_accept_from_the_environment_setting():
+    app = create_app(served(default_accept="application/jsonlines"))
+    r = invoke(app.test_client(), CSV_ROWS, accept="*/*")
+    assert (r.headers["Content-Type"], r.data) == ("application/jsonlines", ENCODED["application/jsonlines"])
+
+
+def test_one_answer_per_record_in_order_for_many_records(client):
+    rng = np.random.default_rng(0)
+    mileage = rng.integers(0, 50_000, 500)
+    body = "\r\n".join(f"{m},4,2,0,0,0,Saab,wagon" for m in mileage) + "\r\n"
+    r = invoke(client, body)
+    lines = r.data.decode().split("\n")
+    assert len(lines) == 500
+    assert [float(x) for x in lines] == (mileage + 4 + 2 + 4 + 4).astype(float).tolist()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status", "message"),
+    [
+        ("a=b&c=d", "application/x-www-form-urlencoded", None, 415, "unsupported Content-Type "
+         "'application/x-www-form-urlencoded'; expected one of text/csv, application/json, application/jsonlines"),
+        ("20105,6,4,1,0,0,Buick,sedan", None, None, 415,
+         "missing Content-Type; expected one of text/csv, application/json, application/jsonlines"),
+        ("20105,6,4,1,0,0,Buick,sedan", "text/csv", "application/xml", 406,
+         "unsupported Accept 'application/xml'; expected one of text/csv, application/json, application/jsonlines"),
+        ("20105,6,4,1,0,0,Buick", "text/csv", None, 400, "line 1: expected 8 features, received 7"),
+        ("20105,6,4,1,0,0,Buick,sedan,1", "text/csv", None, 400, "line 1: expected 8 features, received 9"),
+        ("20105,6,4,1,0,0,Buick,sedan\n20105,6,4,1,0,0,Buick", "text/csv", None, 400,
+         "line 2: expected 8 features, received 7"),
+        ("20105,6,4,1,0,0,Opel,sedan", "text/csv", None, 400, "line 1, column 7 (make): unknown level 'Opel' for "
+         "categorical feature 'make'; expected one of ['Buick', 'Cadillac', 'Chevy', 'Pontiac', 'Saab', 'Saturn']"),
+        ("20105,inf,4,1,0,0,Buick,sedan", "text/csv", None, 400, "line 1, column 2 (cylinder): expected a finite "
+         "number, received 'inf' (send an empty value for a missing one)"),
+        ("", "text/csv", None, 400, "the body holds no records"),
+        ("{", "application/json", None, 400,
+         "body is not valid JSON: Expecting property name enclosed in double quotes at line 1, column 2"),
+        ("20105,6,4,1,0,0,Buick,sedan", "text/csv; label_size=1", None, 415,
+         "text/csv with label_size=1 is not supported: send the features only (label_size=0)"),
+    ],
+)  # fmt: skip
+def test_errors_have_status_and_one_line_message(client, body, content_type, accept, status, message):
+    r = invoke(client, body, content_type, accept)
+    assert r.status_code == status
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert r.data.decode() == message + "\n"
+
+
+def test_payload_over_the_limit_is_413_before_reading(client):
+    r = invoke(client, b"1" * (1024 * 1024 + 1))
+    assert r.status_code == 413
+    assert r.data == b"payload of 1048577 bytes exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB=1 (1048576 bytes)\n"
+    assert r.headers["Connection"] == "close"
+
+
+def test_payload_at_the_limit_is_read(client):
+    row = b"1,2,3,4,5,6,Saab,wagon\n"
+    body = row * (1024 * 1024 // len(row))
+    r = invoke(client, body)
+    assert r.status_code == 200 and r.data.count(b"\n") + 1 == len(body) // len(row)
+
+
+def test_ping_and_execution_parameters(client):
+    r = client.get("/ping")
+    assert (r.status_code, r.data) == (200, b"")
+    r = client.get("/execution-parameters")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    assert r.get_json() == {"MaxConcurrentTransforms": 3, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1}
+
+
+def test_unknown_routes_and_methods(client):
+    assert (client.get("/nope").status_code, client.get("/nope").data) == (404, b"404 Not Found: GET /nope\n")
+    r = client.get("/invocations")
+    assert (r.status_code, r.data) == (405, b"405 Method Not Allowed: GET /invocations; use POST\n")
+
+
+def test_missing_model_ping_500_invocations_503():
+    client = create_app(Served(reason="model directory /x/model does not exist")).test_client()
+    r = client.get("/ping")
+    assert (r.status_code, r.data) == (500, b"model not loaded: model directory /x/model does not exist\n")
+    r = invoke(client, CSV_ROWS)
+    assert (r.status_code, r.data) == (503, b"model not loaded: model directory /x/model does not exist\n")
+
+
+class Exploding:
+    def predict(self, X):
+        raise MemoryError("out of\nmemory")
+
+
+def test_unexpected_errors_are_500_with_one_line_and_one_traceback(caplog):
+    ok = served()
+    client = create_app(Served(Exploding(), ok.codecs)).test_client()  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="serving"):
+        r = invoke(client, CSV_ROWS)
+    assert (r.status_code, r.data) == (500, b"internal error: MemoryError: out of memory\n")
+    assert [rec.exc_info is not None for rec in caplog.records] == [True]
+
+
+# -- property: no input makes the server fail (5xx) ------------------------------------------------------
+CONTENT_TYPES = [*BODIES, "text/csv; charset=latin-1", "application/json; charset=utf-16", "text/plain", "", None]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=10), children, max_size=9),
+    max_leaves=40,
+)
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(body=st.binary(max_size=300), content_type=st.sampled_from(CONTENT_TYPES), accept=st.sampled_from(
+    [None, "*/*", "text/csv", "application/json", "application/jsonlines", "image/png"]))  # fmt: skip
+def test_random_bytes_never_5xx(client, body, content_type, accept):
+    r = invoke(client, body, content_type, accept)
+    assert r.status_code < 500, r.data
+    assert r.data.count(b"\n") <= 1 or r.status_code == 200
+
+
+@PROPERTY
+@given(doc=json_values, content_type=st.sampled_from([*BODIES, "application/json; charset=utf-8"]))
+def test_random_json_never_5xx(client, doc, content_type):
+    text = json.dumps(doc)
+    for body in (text, text + "\n" + text):
+        r = invoke(client, body, content_type)
+        assert r.status_code < 500, r.data
+
+
+@PROPERTY
+@given(
+    rows=st.lists(
+        st.lists(
+            st.sampled_from(["", "1", "-2.5e3", "nan", "Buick", "sedan", '"x"', " 7 ", "1e400", "\t"]), max_size=10
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_random_csv_cells_never_5xx(client, rows):
+    lines = [",".join(cells) for cells in rows]
+    r = invoke(client, "\n".join(lines))
+    assert r.status_code < 500, r.data
+    while lines and not lines[-1].strip():  # trailing blank lines are not records
+        lines.pop()
+    if r.status_code == 200:
+        assert len(r.data.split(b"\n")) == len(lines)
