@@ -323,6 +323,8 @@ class Checkpoints:
 
     def resume(self):
         """The newest readable checkpoint that fits this job's features, or None."""
+        for stale in self.directory.glob(".xgboost-checkpoint-*.tmp-*") if self.directory.is_dir() else ():
+            stale.unlink(missing_ok=True)  # a write the interruption cut short
         for rounds, path in self._existing():
             booster = xgb.Booster()
             try:
