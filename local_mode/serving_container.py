@@ -73,13 +73,11 @@ class ServingContainer:
         running, _, code = state.stdout.strip().partition(" ")
         if running == "true":
             return None
-        logs = _docker("logs", "--tail", "5", self.id, check=False)
-        tail = " | ".join(line for line in (logs.stdout + logs.stderr).splitlines() if line.strip())
-        return f"exit code {code}; last log lines: {tail or '(none)'}"
+        return f"exit code {code}; last log lines: {self.log_tail()}"
 
-    def logs(self) -> str:
-        proc = _docker("logs", self.id, check=False)
-        return proc.stdout + proc.stderr
+    def log_tail(self, lines: int = 5) -> str:
+        logs = _docker("logs", "--tail", str(lines), self.id, check=False)
+        return " | ".join(line for line in (logs.stdout + logs.stderr).splitlines() if line.strip()) or "(none)"
 
 
 @contextlib.contextmanager

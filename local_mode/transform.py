@@ -236,6 +236,7 @@ def in_order(
     """Up to ``concurrency`` requests in flight; answers come back in input order whatever order they finish in."""
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="invoke")
     window: deque[tuple[Batch, Future[bytes]]] = deque()
+    interrupted = False
     try:
         for batch in batches:
             window.append((batch, pool.submit(call, batch)))
@@ -245,10 +246,15 @@ def in_order(
         while window:
             b, fut = window.popleft()
             yield b, fut.result()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         for _, fut in window:
             fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # After a failure, wait for the requests in flight so the next file never exceeds the concurrency;
+        # after Ctrl-C, don't: the cleanup (container removal) comes first.
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 class FileTransformer:
@@ -461,7 +467,10 @@ def _server(args: argparse.Namespace, job: TransformJob) -> Iterator[ModelServer
     with run_serving_container(args.image, args.model_dir, job.container_environment()) as container:
         server = make(container.url())
         print(f"[local transform]: started {args.image} as container {container.name} at {server.base_url}")
-        server.wait_until_healthy(args.startup_timeout, alive=container.exit_reason)
+        try:
+            server.wait_until_healthy(args.startup_timeout, alive=container.exit_reason)
+        except ServerError as err:
+            raise ServerError(f"{err}; container log: {container.log_tail(3)}") from None
         yield server
 
 
