@@ -16,6 +16,7 @@ from algorithms.errors import HyperparameterError
 REQUIRED = object()  # sentinel default: the hyperparameter must be given
 
 _TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+_ARTICLES = {int: "an", float: "a", str: "a", bool: "a"}
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,16 @@ class Hyperparameter:
 
     def allowed(self) -> str:
         """What is allowed, in words, for error messages and documentation."""
-        kind = _TYPE_NAMES[self.type]
+        kind = f"{_ARTICLES[self.type]} {_TYPE_NAMES[self.type]}"
         if self.choices is not None:
             return f"one of {', '.join(map(_show, self.choices))}"
         if self.min is None and self.max is None:
-            return f"a {kind}"
+            return kind
         lo = "(" if self.min_exclusive else "["
         hi = ")" if self.max_exclusive else "]"
         lo_v = _show(self.min) if self.min is not None else "-inf"
         hi_v = _show(self.max) if self.max is not None else "inf"
-        return f"a {kind} in {lo}{lo_v}, {hi_v}{hi}"
+        return f"{kind} in {lo}{lo_v}, {hi_v}{hi}"
 
     def parse(self, raw: Any) -> Any:
         """Parse the raw (string) value; raise HyperparameterError naming this hyperparameter."""
