@@ -1,0 +1,229 @@
+"""The system's real-time path: a Lambda behind API Gateway that asks the XGBoost and the linear endpoints for
+predictions on the same records and combines them.
+
+    handler(event, context)   # API Gateway proxy event, REST (v1) or HTTP API (v2) shape
+
+Environment:
+  XGBOOST_ENDPOINT, LINEAR_ENDPOINT  SageMaker endpoint names; or http://host:port of a locally served model
+                                     (`python -m serving.serve`), which is then POSTed to directly
+  COMBINE_RULE                       max (default) | min | mean | xgboost | linear
+  SAGEMAKER_RUNTIME_ENDPOINT_URL     optional endpoint_url for boto3's sagemaker-runtime client
+
+The request body and its Content-Type go unchanged to both endpoints (every format serving.codecs takes), which
+answer in JSON. The response (application/json)::
+
+    {"rule": "max", "predictions": [{"score": 21950.3, "xgboost": 21950.3, "linear": 20236.5}, ...]}
+
+one entry per record, in order. Errors are ``{"message": "<one line>"}``: 4xx for the caller's request (an
+endpoint's own 4xx is passed on, prefixed with its name: it is about the request, so 502 would misdirect the
+caller and the alarms); 502 when an endpoint fails, cannot be reached or answers inconsistently; 500 when the
+function is misconfigured.
+
+Only the standard library and boto3 (present in the Lambda runtime): the deployment package is this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+MODELS = ("xgboost", "linear")
+RULES: dict[str, Callable[[float, float], float]] = {
+    "max": max,
+    "min": min,
+    "mean": lambda x, lin: (x + lin) / 2,
+    "xgboost": lambda x, lin: x,
+    "linear": lambda x, lin: lin,
+}
+TIMEOUT_S = 65  # SageMaker gives an invocation 60 s
+_pool = ThreadPoolExecutor(max_workers=len(MODELS))  # module level: reused across warm invocations
+_clients: dict[str | None, Any] = {}
+
+
+class CombinerError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(" ".join(str(message).split()))
+        self.status = status
+
+
+# -- configuration ---------------------------------------------------------------------------------------
+def config(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    endpoints = {}
+    for model in MODELS:
+        name = env.get(f"{model.upper()}_ENDPOINT", "").strip()
+        if not name:
+            raise CombinerError(500, f"configuration: environment variable {model.upper()}_ENDPOINT is not set")
+        endpoints[model] = name
+    rule = env.get("COMBINE_RULE", "max").strip().lower() or "max"
+    if rule not in RULES:
+        raise CombinerError(500, f"configuration: COMBINE_RULE={rule!r}; expected one of {', '.join(RULES)}")
+    return endpoints, rule
+
+
+# -- the API Gateway proxy event -----------------------------------------------------------------------------
+def parse_event(event: Mapping[str, Any]) -> tuple[str, dict[str, str], bytes]:
+    """(method, lower-cased headers, body bytes) from a REST (v1) or HTTP API (v2) proxy event."""
+    if not isinstance(event, Mapping):
+        raise CombinerError(400, "expected an API Gateway proxy event")
+    method = event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method") or ""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise CombinerError(400, "the body is marked base64-encoded but is not valid base64") from None
+    else:
+        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return method.upper(), headers, raw
+
+
+def _wants_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media, _, params = part.partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            key, _, value = p.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and media.strip().lower() in ("", "*/*", "application/*", "application/json"):
+            return True
+    return False
+
+
+# -- calling one endpoint ------------------------------------------------------------------------------------
+def _runtime_client(endpoint_url: str | None):
+    if endpoint_url not in _clients:
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(read_timeout=TIMEOUT_S, connect_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+        region = None if os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") else "us-east-1"
+        _clients[endpoint_url] = boto3.client(
+            "sagemaker-runtime", endpoint_url=endpoint_url, region_name=region, config=cfg
+        )
+    return _clients[endpoint_url]
+
+
+def _invoke_sagemaker(endpoint: str, body: bytes, content_type: str, client: Any) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = client.invoke_endpoint(
+            EndpointName=endpoint, Body=body, ContentType=content_type, Accept="application/json"
+        )
+        return response["Body"].read()
+    except ClientError as e:
+        error = e.response.get("Error", {})
+        status = e.response.get("OriginalStatusCode")
+        message = e.response.get("OriginalMessage") or error.get("Message") or str(e)
+        if error.get("Code") == "ModelError" and status is not None:
+            raise _endpoint_error(endpoint, int(status), message) from None
+        raise CombinerError(502, f"endpoint {endpoint}: {error.get('Code', 'error')}: {message}") from None
+    except BotoCoreError as e:
+        raise CombinerError(502, f"endpoint {endpoint}: unreachable: {e}") from None
+
+
+def _invoke_url(url: str, body: bytes, content_type: str) -> bytes:
+    request = urllib.request.Request(
+        url.rstrip("/") + "/invocations",
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            return response.read()
+    except urllib.error.HTTPError as e:
+        raise _endpoint_error(url, e.code, e.read().decode("utf-8", "replace")) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CombinerError(502, f"endpoint {url}: unreachable: {getattr(e, 'reason', e)}") from None
+
+
+def _endpoint_error(endpoint: str, status: int, message: str) -> CombinerError:
+    message = " ".join(message.split())[:500]
+    if 400 <= status < 500:  # about the request: the caller's to fix, so pass it on
+        return CombinerError(status, f"endpoint {endpoint}: {message}")
+    return CombinerError(502, f"endpoint {endpoint} answered {status}: {message}")
+
+
+def _is_url(endpoint: str) -> bool:
+    return endpoint.startswith(("http://", "https://"))
+
+
+def predict(endpoint: str, body: bytes, content_type: str, client: Any = None) -> list[float]:
+    """One endpoint's predictions: a local server's URL is POSTed to; a name goes through ``client``."""
+    if _is_url(endpoint):
+        answer = _invoke_url(endpoint, body, content_type)
+    else:
+        answer = _invoke_sagemaker(endpoint, body, content_type, client)
+    try:
+        return [float(p["score"]) for p in json.loads(answer)["predictions"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CombinerError(
+            502, f"endpoint {endpoint}: unexpected answer ({type(e).__name__}): {answer[:100]!r}"
+        ) from e
+
+
+# -- the handler ---------------------------------------------------------------------------------------------
+def _response(status: int, doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(doc),
+        "isBase64Encoded": False,
+    }
+
+
+def combine(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    endpoints, rule = config(env)
+    method, headers, body = parse_event(event)
+    if method != "POST":
+        raise CombinerError(405, f"method {method or '(none)'} not allowed; use POST")
+    content_type = headers.get("content-type", "").strip()
+    if not content_type:
+        raise CombinerError(415, "missing Content-Type; expected text/csv, application/json or application/jsonlines")
+    if not _wants_json(headers.get("accept", "")):
+        raise CombinerError(406, f"unsupported Accept {headers['accept'][:60]!r}; this API answers application/json")
+    client = None
+    if not all(_is_url(e) for e in endpoints.values()):  # created here: creating boto3 clients isn't thread-safe
+        client = _runtime_client(env.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None)
+    futures = {m: _pool.submit(predict, endpoints[m], body, content_type, client) for m in MODELS}
+    errors = []
+    results = {}
+    for model, future in futures.items():
+        try:
+            results[model] = future.result()
+        except CombinerError as e:
+            errors.append(e)
+    if errors:
+        # Both endpoints usually reject a bad request the same way: report the first; a 502 outranks a 4xx.
+        raise max(errors, key=lambda e: e.status >= 500)
+    xgb, lin = results["xgboost"], results["linear"]
+    if len(xgb) != len(lin):
+        raise CombinerError(502, f"endpoints disagree on the number of records: xgboost {len(xgb)}, linear {len(lin)}")
+    combined = RULES[rule]
+    predictions = [{"score": combined(x, b), "xgboost": x, "linear": b} for x, b in zip(xgb, lin, strict=True)]
+    return _response(200, {"rule": rule, "predictions": predictions})
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    try:
+        return combine(event, os.environ)
+    except CombinerError as e:
+        return _response(e.status, {"message": str(e)})
+    except Exception as e:  # our bug: still a proper proxy response, one line; the traceback goes to the log
+        import traceback
+
+        traceback.print_exc()
+        return _response(500, {"message": f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}"})
