@@ -62,9 +62,10 @@ class MetricLogger:
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """rmse, mae, r2, mse of predictions ``p`` for labels ``y``. r2 is NaN when y is constant."""
     y = np.asarray(y, dtype=np.float64)
-    err = np.asarray(p, dtype=np.float64) - y
-    if y.shape != err.shape or y.ndim != 1 or not len(y):
-        raise ValueError(f"need two equal-length non-empty 1-d arrays, received {y.shape} and {np.shape(p)}")
+    p = np.asarray(p, dtype=np.float64)
+    if y.shape != p.shape or y.ndim != 1 or not len(y):
+        raise ValueError(f"need two equal-length non-empty 1-d arrays, received {y.shape} and {p.shape}")
+    err = p - y
     mse = float(np.mean(err * err))
     return {"rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(err))), "r2": _r2(mse, y), "mse": mse}
 
