@@ -69,6 +69,13 @@ class Batch:
     predictions: np.ndarray | None = None
     labels: np.ndarray | None = None  # from a label column in the data itself
     keys: list[str] | None = None  # per row: the id ground truth is matched on ("<id>" or "<id>#<index>")
+    # the fast path defers building ``keys`` (a Python list per row) until ground truth needs them
+    lazy_keys: tuple[pa.Array, np.ndarray] | None = None
+
+    def row_keys(self) -> list[str] | None:
+        if self.keys is None and self.lazy_keys is not None:
+            self.keys = _expand_keys(self.lazy_keys[0].to_pylist(), self.lazy_keys[1])
+        return self.keys
 
 
 @dataclass
@@ -162,8 +169,7 @@ def _capture_fast(path: Path, data: bytes, layout: Layout, window: Window, resul
     predictions = _fast_predictions(out, rows_per, n_rows)
     ids = meta.field("inferenceId")
     ids = pc.if_else(pc.is_valid(ids), ids, meta.field("eventId"))
-    keys = _expand_keys(ids.to_pylist(), rows_per)
-    return [Batch(columns, n_rows, absent, predictions=predictions, keys=keys)]
+    return [Batch(columns, n_rows, absent, predictions=predictions, lazy_keys=(ids, rows_per))]
 
 
 def _window_mask(times: pa.Array, window: Window, result: FileResult) -> pa.Array | None:

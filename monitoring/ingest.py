@@ -143,7 +143,9 @@ def _absorb(result: IngestResult, batch: Batch, truth: dict[str, float]) -> None
     result.profile.update(batch.columns, batch.n_rows, absent=batch.absent)
     if batch.predictions is not None:
         result.predictions.update_numbers(batch.predictions.copy())
-        labels = batch.labels if batch.labels is not None else capture.labels_for(batch.keys, truth)
+        labels = (
+            batch.labels if batch.labels is not None else capture.labels_for(batch.row_keys() if truth else None, truth)
+        )
         if labels is not None:
             ok = ~np.isnan(labels)
             result.labelled_records += int(ok.sum())

@@ -1,0 +1,207 @@
+"""Benchmark: capture lines per second through the whole monitoring job, and its peak memory, against the same
+drift computed with plain pandas + scipy.
+
+    python -m benchmarks.monitor [--lines 1000000] [--work /tmp/monitor-bench]
+
+Data: the synthetic used-car generator (cardata.synthetic, ``--drift older-high-mileage``) written as SageMaker
+data capture JSON Lines (one CSV record per request, 50,000 lines per file, hourly folders); the baseline is the
+monitor's own baselining job on the real data. Each job runs as a child process; peak memory is that child's
+``ru_maxrss``. Two sizes (a tenth, then all lines) show whether memory follows the sketch or the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from algorithms.schema import Schema
+from cardata import REAL_CSV, TARGET, synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+START = datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
+LINES_PER_FILE = 50_000
+
+PANDAS_SCIPY = r"""
+import json, sys, glob
+import numpy as np, pandas as pd
+from scipy import stats
+src, train, schema_path = sys.argv[1:4]
+schema = json.load(open(schema_path))
+names = [f["name"] for f in schema["features"]]
+cats = {f["name"] for f in schema["features"] if f["type"] == "categorical"}
+frames = [pd.read_json(p, lines=True) for p in sorted(glob.glob(src + "/**/*.jsonl", recursive=True))]
+cap = pd.concat(frames, ignore_index=True)
+t = pd.to_datetime(cap["eventMetadata"].str["inferenceTime"], utc=True)
+cap = cap[(t >= sys.argv[4]) & (t < sys.argv[5])]
+data = cap["captureData"].str["endpointInput"].str["data"].str.split(",", expand=True)
+data.columns = names
+base = pd.read_csv(train, header=None, names=[schema["target"]] + names)
+out = {}
+for n in names:
+    if n in cats:
+        a = base[n].value_counts(normalize=True); b = data[n].value_counts(normalize=True)
+        out[n] = float(a.sub(b, fill_value=0).abs().max())
+    else:
+        out[n] = float(stats.ks_2samp(base[n].astype(float), pd.to_numeric(data[n])).statistic)
+print(json.dumps(out))
+"""
+
+
+def write_captures(path: Path, lines: int, seed: int) -> float:
+    """Capture JSONL from the synthetic generator (drifted); returns seconds spent."""
+    t0 = time.perf_counter()
+    model = synthetic.fit(synthetic.pd.read_csv(REAL_CSV))
+    drift = synthetic.DRIFTS["older-high-mileage"]
+    written = 0
+    handle = None
+    for table in synthetic.generate(model, lines, seed, chunk_rows=LINES_PER_FILE, drift=drift):
+        df = table.to_pandas()
+        feats = df.drop(columns=TARGET).astype(str)
+        rows = feats.iloc[:, 0].str.cat([feats[c] for c in feats.columns[1:]], sep=",")
+        preds = (df[TARGET] * 1.02).round(2).astype(str)
+        when = START + timedelta(seconds=written * 0.01)
+        folder = path / "car-prices" / "AllTraffic" / when.strftime("%Y/%m/%d/%H")
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"capture-{written:09d}.jsonl", "w")  # noqa: SIM115
+        base_ts = when.timestamp()
+        out = []
+        for i, (row, pred) in enumerate(zip(rows.tolist(), preds.tolist(), strict=True)):
+            ts = datetime.fromtimestamp(base_ts + i * 0.01, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out.append(
+                '{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT","data":"'
+                + row
+                + '","encoding":"CSV"},"endpointOutput":{"observedContentType":"text/csv","mode":"OUTPUT","data":"'
+                + pred
+                + '","encoding":"CSV"}},"eventMetadata":{"eventId":"'
+                + f"{written + i:012d}"
+                + '","inferenceTime":"'
+                + ts
+                + '"},"eventVersion":"0"}\n'
+            )
+        handle.write("".join(out))
+        handle.close()
+        written += len(df)
+    return time.perf_counter() - t0
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """(seconds, peak RSS in KiB of that child, stdout)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[:3]} failed:\n{err}")
+    return seconds, usage.ru_maxrss, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.monitor", description=__doc__.splitlines()[0])
+    p.add_argument("--lines", type=int, default=1_000_000)
+    p.add_argument("--work", type=Path, default=Path("/tmp/monitor-bench"))
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--skip-pandas", action="store_true")
+    args = p.parse_args(argv)
+    work = args.work
+    py = sys.executable
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(work / "ml"), "PYTHONPATH": str(ROOT)}
+
+    train = work / "train"
+    train.mkdir(parents=True, exist_ok=True)
+    real = synthetic.pd.read_csv(REAL_CSV)
+    Schema.infer(real, TARGET).save(train / "schema.json")
+    real.to_csv(train / "train.csv", header=False, index=False)
+    base = work / "baseline"
+    run_child([py, "-m", "monitoring.baseline", "--dataset-source", str(train), "--output-path", str(base)], env)
+
+    results = []
+    for lines in sorted({max(1, args.lines // 10), args.lines}):
+        cap = work / f"capture-{lines}"
+        if not cap.exists():
+            gen_s = write_captures(cap, lines, args.seed)
+            print(f"generated {lines:,} capture lines in {gen_s:.1f} s", file=sys.stderr)
+        size = sum(f.stat().st_size for f in cap.rglob("*.jsonl"))
+        end = (START + timedelta(seconds=lines * 0.01 + 3600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out = work / f"out-{lines}"
+        common = [
+            "--dataset-source",
+            str(cap),
+            "--output-path",
+            str(out),
+            "--baseline-statistics",
+            str(base / "statistics.json"),
+            "--baseline-constraints",
+            str(base / "constraints.json"),
+            "--schema-path",
+            str(train / "schema.json"),
+            "--dataset-format",
+            '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}',
+            "--start-time",
+            START.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "--end-time",
+            end,
+            "--bookmark",
+            "Disabled",
+            "--report",
+            "Disabled",
+        ]
+        secs, rss, _ = run_child([py, "-m", "monitoring.monitor", *common], env)
+        summary = json.loads((out / "monitoring_report.json").read_text())
+        drift = {f["name"]: round(f["drift"]["distance"], 4) for f in summary["features"] if f["drift"]}
+        simple = {}
+        for f in summary["features"]:
+            if f["drift"]:
+                simple[f["name"]] = f["drift"]["distance"]
+        row = {
+            "lines": lines,
+            "bytes": size,
+            "monitor_s": round(secs, 2),
+            "monitor_lines_per_s": round(lines / secs),
+            "monitor_peak_rss_mib": round(rss / 1024, 1),
+            "violations": len(summary["violations"]),
+            "robust_distance": drift,
+        }
+        if not args.skip_pandas:
+            secs_p, rss_p, out_p = run_child(
+                [
+                    py,
+                    "-c",
+                    PANDAS_SCIPY,
+                    str(cap),
+                    str(train / "train.csv"),
+                    str(train / "schema.json"),
+                    START.isoformat(),
+                    end,
+                ],
+                env,
+            )
+            exact = json.loads(out_p)
+            row.update(
+                pandas_s=round(secs_p, 2),
+                pandas_lines_per_s=round(lines / secs_p),
+                pandas_peak_rss_mib=round(rss_p / 1024, 1),
+                simple_distance_exact=exact,
+            )
+            # Robust = max(0, simple - 1.8 sqrt((n+m)/nm)): recover the monitor's simple distance to compare
+            n_base = len(real)
+            corr = 1.8 * np.sqrt((n_base + lines) / (n_base * lines))
+            row["max_abs_diff_vs_exact"] = round(
+                max(abs(exact[k] - (v + corr if v > 0 else exact[k])) for k, v in simple.items()), 5
+            )
+        results.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    print(json.dumps({"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
