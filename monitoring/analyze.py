@@ -129,7 +129,13 @@ def _feature_views(
             "baseline_completeness": fc.completeness if fc else None,
             "drift": None
             if d is None
-            else {"distance": d.distance, "threshold": d.threshold, "method": d.method, "drifted": d.drifted},
+            else {
+                "distance": d.distance,
+                "simple": d.simple,
+                "threshold": d.threshold,
+                "method": d.method,
+                "drifted": d.drifted,
+            },
         }
         if isinstance(sk, NumericSketch) and bf is not None and bf.numeric and sk.count and len(bf.items):
             view["histogram"] = _numeric_histogram(bf, sk)

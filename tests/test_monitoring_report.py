@@ -1,0 +1,98 @@
+"""The HTML report: self-contained, drifted features first, trends across runs, renders in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring import capturegen, monitor, report
+from tests.test_monitoring_support import START, cars, features, make_baseline, monitor_args, predictions, run
+
+
+def _runs(tmp: Path, mp: pytest.MonkeyPatch) -> Path:
+    base = make_baseline(tmp, mp)
+    frame = cars()
+    for hour in range(3):
+        f = frame.sample(300, replace=True, random_state=hour).reset_index(drop=True)
+        if hour == 2:
+            f["mileage"] = f["mileage"] * 2 + 15_000
+        when = START + timedelta(hours=hour)
+        capturegen.write_captures(tmp / "cap", features(f), predictions(f), when, spacing=timedelta(seconds=5))
+        s, e = (when.strftime("%Y-%m-%dT%H:%M:%SZ"), (when + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        out = tmp / "runs" / f"run{hour}"
+        argv = monitor_args(tmp, tmp / "cap", base, out, "--start-time", s, "--end-time", e, "--bookmark", "Disabled")
+        argv[argv.index("--report") + 1] = "Enabled"
+        argv += ["--history-path", str(tmp / "runs"), "--sagemaker-endpoint-name", "car-prices"]
+        assert run(monitor.main, argv, mp, tmp) == 0
+    return tmp / "runs"
+
+
+def test_pages_are_self_contained_and_put_drift_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _runs(tmp_path, monkeypatch)
+    page = (runs / "run2" / "report.html").read_text()
+    assert not re.search(r"<(script|link|img|iframe)\b", page)
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "url(" not in page
+    assert "What drifted" in page and "mileage" in page.split("What drifted")[1].split("</p>")[0]
+    cards = re.findall(r'<div class="card( drift)?"><h3>([^<]+)</h3>', page)
+    assert cards[0] == (" drift", "mileage")  # the drifted feature leads
+    assert all(not flag for flag, _ in cards[1:])
+    assert page.count("<svg") >= 2 * len(cards)  # a distribution and a trend per feature
+    clean = (runs / "run0" / "report.html").read_text()
+    assert "No violations" in clean
+    index = report.write_site([runs], tmp_path / "site")
+    html = index.read_text()
+    assert html.count('href="runs/run-') == 3 and html.index("T12:00:00Z") < html.index("T10:00:00Z")
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI to check the report renders")
+        pytest.skip("chromium not installed")
+    runs = _runs(tmp_path, monkeypatch)
+    page = runs / "run2" / "report.html"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with tempfile.TemporaryDirectory() as profile:
+        shot = tmp_path / "report.png"
+        subprocess.run(
+            [
+                exe,
+                *flags,
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                "--window-size=1280,2000",
+                page.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        dom = subprocess.run(
+            [exe, *flags, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    assert "What drifted" in dom and dom.count("<svg") >= 16 and "baseline_drift_check" in dom
