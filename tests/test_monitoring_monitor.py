@@ -475,3 +475,45 @@ def test_driven_by_the_documented_environment(tmp_path: Path, monkeypatch: pytes
     assert set(by_check(tmp_path / "result", "baseline_drift_check")) == {"mileage"}
     assert not (tmp_path / "output" / "metrics").exists()  # publishing disabled
     assert read(tmp_path / "result" / "monitoring_report.json")["monitoring_schedule"] == "hourly"
+
+
+def test_jsonlines_payloads_and_inference_id_join(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
+    frame = cars().head(100)
+    feats, preds = features(frame), predictions(frame)
+    d = tmp_path / "jl" / "ep" / "v" / "2024" / "01" / "01" / "10"
+    d.mkdir(parents=True)
+    gt_lines = []
+    with open(d / "a.jsonl", "w") as f:
+        for i in range(0, 100, 2):
+            recs = feats.iloc[i : i + 2].to_dict("records")
+            payload = {
+                "observedContentType": "application/jsonlines",
+                "mode": "INPUT",
+                "data": "\n".join(json.dumps(r) for r in recs),
+                "encoding": "JSON",
+            }
+            out = {
+                "observedContentType": "application/jsonlines",
+                "mode": "OUTPUT",
+                "data": "\n".join(json.dumps({"score": float(p)}) for p in preds[i : i + 2]),
+                "encoding": "JSON",
+            }
+            meta = {"eventId": f"e{i}", "inferenceId": f"inf{i}", "inferenceTime": "2024-01-01T10:30:00Z"}
+            f.write(
+                json.dumps({"captureData": {"endpointInput": payload, "endpointOutput": out}, "eventMetadata": meta})
+            )
+            f.write("\n")
+            labels = "\n".join(str(y) for y in frame.price.iloc[i : i + 2])
+            gt_lines.append(
+                json.dumps(
+                    {"groundTruthData": {"data": labels, "encoding": "CSV"}, "eventMetadata": {"eventId": f"inf{i}"}}
+                )
+            )
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    (gt / "g.jsonl").write_text("\n".join(gt_lines) + "\n")
+    out = _monitor(tmp_path, monkeypatch, base, tmp_path / "jl", "out", "--ground-truth-source", str(gt))
+    s = read(out / "monitoring_report.json")
+    assert s["records"] == 100 and s["labelled_records"] == 100
+    mae = read(out / "model_quality" / "statistics.json")["regression_metrics"]["mae"]["value"]
+    assert mae == pytest.approx(np.abs(frame.price.to_numpy() - preds).mean())
