@@ -1,0 +1,301 @@
+"""scripts/build_push.sh for real: moto plays the ECR API, a local docker-registry with htpasswd plays ECR's registry.
+
+The registry's only user is AWS, with the password that moto's GetAuthorizationToken hands out (scripts/services.sh
+sets it up), so the script's whole flow runs: describe/create repository, token, docker login, tag, push, digest.
+Then the image is pulled back by digest and serves.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import socket
+import subprocess
+import time
+import uuid
+
+import boto3
+import pytest
+import requests
+
+from tests.container.conftest import REPO, docker, host_port, unavailable, wait_ready
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+SCRIPT = REPO / "scripts" / "build_push.sh"
+MOTO = os.environ.get("BYOC_MOTO_URL", "http://127.0.0.1:5001")
+REGISTRY = os.environ.get("BYOC_TEST_REGISTRY", "127.0.0.1:5000")
+REGION = "us-east-1"
+# build_push.sh's stdout: "<registry>/byoc-<name>:<tag> <registry>/byoc-<name>@sha256:<digest>"
+DIGEST_LINE = re.compile(
+    r"^(?P<uri>\S+/byoc-(?P<name>[a-z]+):(?P<tag>\S+)) (?P<ref>\S+/byoc-[a-z]+@sha256:[0-9a-f]{64})$"
+)
+STARTED_HINT = "start them with scripts/services.sh start"
+
+
+def reachable(url: str) -> bool:
+    try:
+        requests.get(url, timeout=5)
+        return True
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="module")
+def services(images) -> None:
+    if not reachable(f"{MOTO}/moto-api/"):
+        unavailable(f"moto not reachable at {MOTO}; {STARTED_HINT}")
+    if not reachable(f"http://{REGISTRY}/v2/"):
+        unavailable(f"no registry at {REGISTRY}; {STARTED_HINT}")
+
+
+def ecr():
+    return boto3.client(
+        "ecr", region_name=REGION, endpoint_url=MOTO, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+
+
+def ecr_password() -> str:
+    token = ecr().get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    return base64.b64decode(token).decode().split(":", 1)[1]
+
+
+def base_image_env() -> dict[str, str]:
+    """Rebuild from the base the images were built from, so the script's build is a cache hit."""
+    if os.environ.get("BYOC_BASE_IMAGE"):
+        return {"BYOC_BASE_IMAGE": os.environ["BYOC_BASE_IMAGE"]}
+    if docker("image", "inspect", "byoc-debootstrap:bookworm", check=False).returncode == 0:
+        return {"BYOC_BASE_IMAGE": "byoc-debootstrap:bookworm"}
+    return {}
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """Dummy credentials for moto, no profile or instance role to fall back on, a private Docker config."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BYOC_BASE_IMAGE"))}
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    return {
+        **clean,
+        **base_image_env(),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "DOCKER_CONFIG": str(docker_config),
+    }
+
+
+def build_push(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False
+    )
+
+
+def push_args(tag: str, registry: str = REGISTRY) -> list[str]:
+    return ["--region", REGION, "--endpoint-url", MOTO, "--registry", registry, "--images", "linear", "--tag", tag]
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("build_push: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def pushed(services, tmp_path_factory):
+    """One real push of byoc-linear to an ECR repository that did not exist before."""
+    try:
+        ecr().delete_repository(repositoryName="byoc-linear", force=True)
+    except ecr().exceptions.RepositoryNotFoundException:
+        pass
+    tag = f"pushtest-{uuid.uuid4().hex[:8]}"
+    docker_config = tmp_path_factory.mktemp("docker-config")
+    env = {**os.environ, **base_image_env(), "DOCKER_CONFIG": str(docker_config)}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    env.pop("AWS_PROFILE", None)
+    proc = build_push(env, *push_args(tag))
+    yield proc, tag, env
+    for ref in (f"{REGISTRY}/byoc-linear:{tag}", f"{REGISTRY}/byoc-linear:latest", f"byoc-linear:{tag}"):
+        docker("rmi", ref, check=False)
+
+
+def test_push_prints_uri_and_digest_per_tag_on_stdout(pushed):
+    proc, tag, _ = pushed
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    matches = [DIGEST_LINE.match(line) for line in lines]
+    assert all(matches), proc.stdout
+    assert [(m["uri"], m["tag"]) for m in matches] == [
+        (f"{REGISTRY}/byoc-linear:{tag}", tag),
+        (f"{REGISTRY}/byoc-linear:latest", "latest"),
+    ]
+    assert len({m["ref"] for m in matches}) == 1, "both tags name the same manifest"
+
+
+def test_repository_created_with_scan_on_push(pushed):
+    proc, _, _ = pushed
+    assert proc.returncode == 0, proc.stderr
+    assert "created ECR repository byoc-linear (scan on push)" in proc.stderr
+    [repo] = ecr().describe_repositories(repositoryNames=["byoc-linear"])["repositories"]
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+
+
+def test_registry_holds_the_manifest_under_that_digest(pushed):
+    proc, _, _ = pushed
+    assert proc.returncode == 0, proc.stderr
+    ref = DIGEST_LINE.match(proc.stdout.splitlines()[0])["ref"]
+    digest = ref.rsplit("@", 1)[1]
+    response = requests.get(
+        f"http://{REGISTRY}/v2/byoc-linear/manifests/{digest}",
+        auth=("AWS", ecr_password()),
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Docker-Content-Digest"] == digest
+
+
+def test_pulled_back_by_digest_it_serves(pushed, containers, trained_in_container):
+    proc, tag, env = pushed
+    assert proc.returncode == 0, proc.stderr
+    ref = DIGEST_LINE.match(proc.stdout.splitlines()[0])["ref"]
+    docker("rmi", f"{REGISTRY}/byoc-linear:{tag}", f"{REGISTRY}/byoc-linear:latest", f"byoc-linear:{tag}")
+    docker("rmi", ref, check=False)  # a digest reference left by the push, if any
+    pull = docker("pull", ref, env=env, timeout=600)
+    assert "Digest: " + ref.rsplit("@", 1)[1] in pull.stdout, pull.stdout
+    training = trained_in_container("linear")
+    try:
+        name = containers.start(ref, ["serve"], volumes=[(training.model_dir, "/opt/ml/model", "ro")], ports=["8080"])
+        wait_ready(name, f"http://127.0.0.1:{host_port(name, 8080)}/ping")
+    finally:
+        containers.cleanup()
+        docker("rmi", ref, check=False)
+
+
+def test_second_run_creates_nothing_and_pushes_the_same_digest(pushed, env):
+    first, tag, _ = pushed
+    assert first.returncode == 0, first.stderr
+    second = build_push(env, *push_args(tag))
+    assert second.returncode == 0, second.stderr
+    assert "ECR repository byoc-linear exists" in second.stderr
+    assert "created" not in second.stderr
+    assert second.stdout == first.stdout
+    assert len(ecr().describe_repositories()["repositories"]) == len(
+        {r["repositoryName"] for r in ecr().describe_repositories()["repositories"]}
+    )
+
+
+def test_no_push_builds_and_prints_local_tags_without_aws(images, env):
+    env = {k: v for k, v in env.items() if not k.startswith("AWS_")}  # proves no AWS call is made
+    tag = f"nopush-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = build_push(env, "--no-push", "--images", "byoc-monitor", "--tag", tag)
+        assert proc.returncode == 0, proc.stderr
+        [line] = proc.stdout.splitlines()
+        assert re.fullmatch(rf"byoc-monitor:{tag} sha256:[0-9a-f]{{64}}", line), line
+        labels = docker("image", "inspect", "--format", "{{json .Config.Labels}}", f"byoc-monitor:{tag}").stdout
+        assert "org.opencontainers.image.revision" in labels
+    finally:
+        docker("rmi", f"byoc-monitor:{tag}", check=False)
+
+
+# -- failing fast, one line each ---------------------------------------------------------------------------------
+def test_docker_not_reachable(env):
+    env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    proc = build_push(env, *push_args("never"), timeout=120)
+    assert proc.returncode == 1
+    assert error_line(proc).startswith(
+        "build_push: error: Docker engine not reachable (DOCKER_HOST=unix:///nonexistent"
+    )
+    assert proc.stdout == ""
+
+
+def test_missing_credentials(services, env):
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    proc = build_push(env, *push_args("never"), timeout=120)
+    assert proc.returncode == 1
+    assert error_line(proc).startswith("build_push: error: no AWS credentials found")
+    assert "building" not in proc.stderr, "must fail before the build"
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("arg", "value", "message"),
+    [
+        ("--images", "xgboost,cuda", "--images: unknown image 'cuda'"),
+        ("--account", "12345", "--account: received '12345', expected a 12-digit AWS account ID"),
+        ("--tag", "-bad", "--tag: received '-bad', not a valid Docker tag"),
+    ],
+)
+def test_bad_arguments(env, arg, value, message):
+    proc = build_push(env, arg, value, timeout=60)
+    assert proc.returncode == 1
+    assert message in error_line(proc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def own_registry(tmp_path):
+    """Start a docker-registry on a free port with the given AWS password (and optionally read-only)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(password: str, *, read_only: bool = False) -> str:
+        bcrypt = pytest.importorskip("bcrypt")
+        if subprocess.run(["which", "docker-registry"], capture_output=True, check=False).returncode:
+            unavailable(f"docker-registry not installed; {STARTED_HINT.replace('start', 'install')}")
+        root = tmp_path / f"registry-{len(procs)}"
+        root.mkdir()
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+        (root / "htpasswd").write_text(f"AWS:{hashed}\n")
+        addr = f"127.0.0.1:{free_port()}"
+        maintenance = "  maintenance:\n    readonly:\n      enabled: true\n" if read_only else ""
+        (root / "config.yml").write_text(
+            f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+            f"{maintenance}http:\n  addr: {addr}\n"
+            f"auth:\n  htpasswd:\n    realm: test\n    path: {root}/htpasswd\n"
+        )
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while not reachable(f"http://{addr}/v2/"):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, f"registry on {addr} did not start"
+            time.sleep(0.1)
+        return addr
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_registry_refuses_the_login(services, env, own_registry):
+    registry = own_registry("not-the-ecr-token-password")
+    proc = build_push(env, *push_args("never", registry), timeout=120)
+    assert proc.returncode == 1
+    assert error_line(proc).startswith(f"build_push: error: docker login to {registry} refused:")
+    assert "building" not in proc.stderr, "must fail before the build"
+    assert proc.stdout == ""
+
+
+def test_registry_refuses_the_push(services, env, own_registry):
+    registry = own_registry(ecr_password(), read_only=True)
+    tag = f"refused-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = build_push(env, *push_args(tag, registry))
+        assert proc.returncode == 1
+        assert error_line(proc).startswith(f"build_push: error: push of {registry}/byoc-linear:{tag} refused:")
+        assert proc.stdout == ""
+    finally:
+        for ref in (f"{registry}/byoc-linear:{tag}", f"byoc-linear:{tag}"):
+            docker("rmi", ref, check=False)

@@ -1,0 +1,70 @@
+"""`docker run IMAGE train` against a mounted /opt/ml tree, as a SageMaker training job runs it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from algorithms.metric_definitions import definitions
+from tests.conftest import write_builtin_channels
+from tests.container.conftest import ALGORITHMS, new_job, training_volumes
+
+pytestmark = pytest.mark.container
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_train_writes_model_and_evaluation(trained_in_container, algorithm):
+    result = trained_in_container(algorithm)
+    assert result.run.returncode == 0, result.run.output
+    assert not result.failure_file.exists()
+    assert (result.model_dir / "metadata.json").is_file()
+    assert json.loads((result.model_dir / "metadata.json").read_text())
+    evaluation = json.loads((result.job.base_dir / "output" / "data" / "evaluation.json").read_text())
+    assert evaluation
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_train_log_matches_the_shipped_metric_definitions(trained_in_container, algorithm):
+    """What SageMaker scrapes from the container's log: every shipped regex for validation and test matches."""
+    log = trained_in_container(algorithm).run.output
+    for definition in definitions(algorithm):
+        if definition["Name"].split(":")[0] in ("validation", "test"):
+            values = re.findall(definition["Regex"], log)
+            assert values, f"{definition['Name']}: no log line matches {definition['Regex']}\n{log[-2000:]}"
+            assert all(float(v) == float(v) for v in values)  # parseable, not NaN
+
+
+BAD_HYPERPARAMETERS = {"xgboost": ("num_round", "ten"), "linear": ("epochs", "0")}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_bad_hyperparameter_fails_with_reason_first(images, containers, tmp_path, car_splits, car_schema, algorithm):
+    name, value = BAD_HYPERPARAMETERS[algorithm]
+    job = new_job(tmp_path)
+    write_builtin_channels(job, car_splits, car_schema)
+    job.hyperparameters({name: value})
+    run = containers.run(images[algorithm], ["train"], volumes=training_volumes(job))
+    assert run.returncode == 1, run.output
+    failure = (job.base_dir / "output" / "failure").read_text()
+    first = failure.splitlines()[0]
+    assert name in first and value in first, failure
+    assert len(first) <= 1024
+    assert not any((job.base_dir / "model").iterdir()), "a failed job left a model behind"
+
+
+def test_missing_channel_fails_with_reason_first(images, containers, tmp_path):
+    job = new_job(tmp_path)  # config present, no channel at all
+    run = containers.run(images["xgboost"], ["train"], volumes=training_volumes(job))
+    assert run.returncode == 1, run.output
+    assert "train" in (job.base_dir / "output" / "failure").read_text().splitlines()[0]
+
+
+def test_monitor_image_has_no_algorithm(images, containers, tmp_path, car_splits, car_schema):
+    """The processing image trains nothing: `train` there names the missing ALGORITHM instead of guessing."""
+    job = new_job(tmp_path)
+    write_builtin_channels(job, car_splits, car_schema)
+    run = containers.run(images["monitor"], ["train"], volumes=training_volumes(job))
+    assert run.returncode == 1, run.output
+    assert "ALGORITHM" in (job.base_dir / "output" / "failure").read_text().splitlines()[0]
