@@ -238,3 +238,16 @@ def test_model_error_mapping():
     assert combiner._endpoint_error("cars-linear", 415, "unsupported\nContent-Type").status == 415
     err = combiner._endpoint_error("cars-linear", 500, "internal error: boom")
     assert (err.status, str(err)) == (502, "endpoint cars-linear answered 500: internal error: boom")
+
+
+def test_realtime_demo_serves_both_models_and_combines(trained, records, truth):
+    from serving import realtime_demo
+
+    report = realtime_demo.run({m: trained(m).base_dir for m in ("xgboost", "linear")}, records)
+    assert "xgboost at http://127.0.0.1:" in report and "CSV and JSON requests agree (5 records)" in report
+    last = report.splitlines()[-1].split()
+    assert [float(x.replace(",", "")) for x in last[-3:]] == [
+        round(truth["xgboost"][-1]),
+        round(truth["linear"][-1]),
+        round(max(truth["xgboost"][-1], truth["linear"][-1])),
+    ]
