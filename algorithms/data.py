@@ -185,20 +185,24 @@ def _given_schema(channels: Mapping[str, Channel], target: str | None) -> Schema
 def _infer_schema(parts: list[_Part]) -> Schema:
     frame = pd.concat([p.features for p in parts], ignore_index=True) if len(parts) > 1 else parts[0].features
     # A column of numbers with a few words is a numeric column with typos: name the first bad cell instead of
-    # silently turning it into a category with hundreds of levels.
+    # silently turning it into a category with hundreds of levels. Inference looks at distinct values only (fast).
+    features = []
     for j, name in enumerate(frame.columns):
         col = frame[name]
         if pd.api.types.is_numeric_dtype(col.dtype):
+            features.extend(Schema.infer(frame[[name]]).features)
             continue
-        values = col.dropna().astype("string").str.strip()
-        values = values[values != ""]
-        numeric = pd.to_numeric(values, errors="coerce").notna()
-        if len(values) and numeric.any() and not numeric.all() and numeric.mean() > _NUMERIC_MAJORITY:
+        counts = col.astype("string").str.strip().value_counts(dropna=True)
+        counts = counts[counts.index != ""]
+        numeric = pd.to_numeric(pd.Series(counts.index, dtype="string"), errors="coerce").notna().to_numpy()
+        share = counts.to_numpy()[numeric].sum() / max(counts.sum(), 1)
+        if numeric.any() and not numeric.all() and share > _NUMERIC_MAJORITY:
             for p in parts:
                 _relocated(
                     lambda p=p, j=j: schema_mod.to_float(p.features.iloc[:, j], source=None, first_line=0, column=j), p
                 )
-    return Schema(Schema.infer(frame, None).features, parts[0].target)
+        features.extend(Schema.infer(frame[[name]].drop_duplicates()).features)
+    return Schema(tuple(features), parts[0].target)
 
 
 def _describe(schema: Schema) -> str:
@@ -252,11 +256,13 @@ def _scan_lines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         newlines = np.flatnonzero(buf == 10)
         starts = np.concatenate(([0], newlines + 1))
         ends = np.concatenate((newlines, [len(buf)]))
-        commas = np.concatenate(([0], np.cumsum(buf == 44)))
-        solid = np.concatenate(([0], np.cumsum(~np.isin(buf, (9, 13, 32)))))
-        keep = (solid[ends] - solid[starts]) > 0
-        fields = (commas[ends] - commas[starts] + 1)[keep]
-        return fields, np.flatnonzero(keep) + 1
+        commas = np.flatnonzero(buf == 44)
+        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        keep = fields > 1
+        # Only lines without a comma can be blank; they are few, so look at them one by one.
+        for i in np.flatnonzero(~keep):
+            keep[i] = bool(data[starts[i] : ends[i]].strip())
+        return fields[keep], np.flatnonzero(keep) + 1
     counts, lines = [], []
     reader = csv.reader(io.StringIO(data.decode("utf-8")))
     start = 1
