@@ -64,6 +64,10 @@ wait_for() {
 }
 
 start_docker() {
+    if alive docker dockerd && docker info >/dev/null 2>&1; then
+        log "docker: already running (pid $(<"$STATE/docker.pid"), started by this script)"
+        return
+    fi
     if docker info >/dev/null 2>&1; then
         log "docker: engine already reachable, leaving it alone"
         return
@@ -78,6 +82,10 @@ start_docker() {
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 start_moto() {
+    if alive moto moto_server; then
+        log "moto: already running (pid $(<"$STATE/moto.pid"), started by this script)"
+        return
+    fi
     if port_open 127.0.0.1 "$MOTO_PORT"; then
         log "moto: something already listens on 127.0.0.1:$MOTO_PORT, leaving it alone"
         return
@@ -102,6 +110,10 @@ print(base64.b64decode(token).decode().split(":", 1)[1])
 }
 
 start_registry() {
+    if alive registry docker-registry; then
+        log "registry: already running (pid $(<"$STATE/registry.pid"), started by this script)"
+        return
+    fi
     if port_open "${REGISTRY_ADDR%:*}" "${REGISTRY_ADDR##*:}"; then
         log "registry: something already listens on $REGISTRY_ADDR, leaving it alone"
         return
