@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -104,21 +105,41 @@ end
 """
 
 
-def wrk(url: str, body: str, content_type: str, connections: int, seconds: int, tmp: Path) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (gunicorn's master and workers)."""
+    pids = [pid, *map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split())]
+    total = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, body: str, content_type: str, connections: int, seconds: int, tmp: Path, pid: int = 0) -> dict:
     script = tmp / f"post-{abs(hash((body, content_type)))}.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(body), content_type=content_type))
     threads = min(connections, 2)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/invocations"]
+    server_cpu = cpu_seconds(pid) if pid else 0.0
+    wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = cpu_seconds(pid) - server_cpu if pid else 0.0
     n, non2xx, socket_errors, duration_us, p50, p99, _mean = (
         float(x)
         for x in re.search(r"RESULT (.*)", out).group(1).split()  # type: ignore[union-attr]
     )
+    client_cpu = (after.ru_utime + after.ru_stime) - (wrk_cpu.ru_utime + wrk_cpu.ru_stime)
     return {
         "rps": n / (duration_us / 1e6),
         "p50_ms": p50 / 1000,
         "p99_ms": p99 / 1000,
         "errors": int(non2xx + socket_errors),
+        # CPU per request is far less sensitive to other load than throughput: cores / (server + wrk) CPU
+        # per request is what the machine could do if nothing else ran.
+        "server_cpu_us": server_cpu / n * 1e6,
+        "wrk_cpu_us": client_cpu / n * 1e6,
     }
 
 
@@ -131,7 +152,7 @@ def single_record(server: LocalServer, seconds: int, tmp: Path, formats=("csv", 
         check.raise_for_status()
         wrk(server.url, body, ctype, 8, 2, tmp)  # warm-up
         for c in (1, 8):
-            results[f"{fmt}_c{c}"] = wrk(server.url, body, ctype, c, seconds, tmp)
+            results[f"{fmt}_c{c}"] = wrk(server.url, body, ctype, c, seconds, tmp, server.process.pid)
     return results
 
 
@@ -184,7 +205,10 @@ def batch_in_process(model_dir: Path, body: bytes, n_rows: int, repeats: int) ->
 # -- report ---------------------------------------------------------------------------------------------------
 def row(name: str, r: dict) -> str:
     errors = f"  ({r['errors']} errors)" if r["errors"] else ""
-    return f"  {name:<34}{r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:>6.2f} ms   p99 {r['p99_ms']:>6.2f} ms{errors}"
+    return (
+        f"  {name:<24}{r['rps']:>8,.0f} req/s   p50 {r['p50_ms']:>6.2f} ms   p99 {r['p99_ms']:>6.2f} ms   "
+        f"CPU/request: server {r['server_cpu_us']:>5.0f} us, wrk {r['wrk_cpu_us']:>4.0f} us{errors}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTargets (single-record CSV at concurrency 8 >= 3,300 req/s with p99 <= 10 ms; batch >= 70% of floor):")
     print(f"  single-record CSV c8: {ours['rps']:,.0f} req/s, p99 {ours['p99_ms']:.2f} ms "
           f"-> {'met' if ours['rps'] >= 3300 and ours['p99_ms'] <= 10 else 'MISSED'}")  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    projected = cores / ((ours["server_cpu_us"] + ours["wrk_cpu_us"]) / 1e6)
+    print(f"  (CPU-bound projection for an otherwise idle machine: {cores} cores / "
+          f"{ours['server_cpu_us'] + ours['wrk_cpu_us']:.0f} us per request = {projected:,.0f} req/s)")  # fmt: skip
     print(f"  6 MB batch: {ratio:.0%} of the in-process floor -> {'met' if ratio >= 0.7 else 'MISSED'}")
     print(f"  vs the classic handler: {ours['rps'] / figures['naive']['csv_c8']['rps']:.1f}x the throughput")
     print(

@@ -209,3 +209,31 @@ def test_random_csv_cells_never_5xx(client, rows):
         lines.pop()
     if r.status_code == 200:
         assert len(r.data.split(b"\n")) == len(lines)
+
+
+# -- serving.model.load: every reason not to serve is one line -------------------------------------------
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"ALGORITHM": "forest"}, "environment variable ALGORITHM: received 'forest', expected one of xgboost, linear"),
+        ({"ALGORITHM": "xgboost"}, "model directory {base}/model does not exist"),
+        ({"ALGORITHM": "xgboost", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/html"},
+         "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received 'text/html', expected one of text/csv, application/json, "
+         "application/jsonlines"),
+        ({"ALGORITHM": "xgboost", "SERVING_UNKNOWN_CATEGORY": "ignore"},
+         "SERVING_UNKNOWN_CATEGORY: received 'ignore', expected one of ('error', 'missing')"),
+    ],
+)  # fmt: skip
+def test_load_reasons(tmp_path, env, reason):
+    from serving import model
+
+    state = model.load({**env, "SAGEMAKER_BASE_DIR": str(tmp_path)})
+    assert not state.ready
+    assert state.reason == reason.format(base=tmp_path)
+
+
+def test_model_dir_follows_sagemaker_base_dir():
+    from serving.model import model_dir
+
+    assert str(model_dir({})) == "/opt/ml/model"
+    assert str(model_dir({"SAGEMAKER_BASE_DIR": "/tmp/x/opt_ml"})) == "/tmp/x/opt_ml/model"

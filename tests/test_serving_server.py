@@ -103,6 +103,16 @@ def test_execution_parameters(server):
     assert r.json() == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}
 
 
+def test_access_log_is_compact_and_quiet_for_ping(server):
+    for _ in range(3):
+        assert requests.get(server.url + "/ping", timeout=10).status_code == 200
+    marker = "99999,4,4,1,0,0,Saab,sedan"
+    assert post(server, marker).status_code == 200
+    log = server.log()
+    assert '"POST /invocations" 200' in log
+    assert "/ping" not in log
+
+
 def test_form_encoded_body_like_curls_default_is_415(server):
     r = requests.post(server.url + "/invocations", data={"20105,6,4,1,0,0,Buick,sedan": ""}, timeout=10)
     assert r.request.headers["Content-Type"] == "application/x-www-form-urlencoded"
