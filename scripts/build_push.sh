@@ -141,7 +141,9 @@ print(base64.b64decode(token).decode().split(":", 1)[1])
 PY
     ) || exit 1
     { read -r ACCOUNT && read -r REGION && read -r PASSWORD; } <<<"$aws_out"
-    REGISTRY=${REGISTRY:-$ACCOUNT.dkr.ecr.$REGION.amazonaws.com}
+    domain=amazonaws.com
+    [[ $REGION == cn-* ]] && domain=amazonaws.com.cn
+    REGISTRY=${REGISTRY:-$ACCOUNT.dkr.ecr.$REGION.$domain}
     if ! login_out=$(docker login --username AWS --password-stdin "$REGISTRY" <<<"$PASSWORD" 2>&1); then
         die "docker login to $REGISTRY refused: $(tail -n1 <<<"$login_out")"
     fi
