@@ -55,7 +55,10 @@ class Encoder:
 def _charset(params: Mapping[str, str]) -> str:
     name = params.get("charset", "utf-8")
     try:
-        codec = _codecs.lookup(name).name
+        info = _codecs.lookup(name)
+        if not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13: codecs, not text encodings
+            raise LookupError(name)
+        codec = info.name
     except LookupError:
         raise UnsupportedMediaType(f"unsupported charset {show(name)}") from None
     return "utf-8-sig" if codec == "utf-8" else codec  # tolerate a byte-order mark
@@ -66,6 +69,8 @@ def _text(body: bytes, charset: str) -> str:
         return body.decode(charset)
     except UnicodeDecodeError as e:
         raise BadRequest(f"body is not valid {charset.removesuffix('-sig')}: byte {e.start} ({e.reason})") from None
+    except (UnicodeError, ValueError) as e:  # odd codecs (punycode, idna) raise their own way
+        raise BadRequest(f"body is not valid {charset}: {show(str(e), 100)[1:-1]}") from None
 
 
 def _lines(text: str) -> list[str]:

@@ -145,6 +145,8 @@ def test_unknown_category_as_missing_when_configured():
             "text/csv with label_size=1 is not supported: send the features only (label_size=0)",
         ),
         ("text/csv; charset=klingon", "unsupported charset 'klingon'"),
+        ("text/csv; charset=base64", "unsupported charset 'base64'"),
+        ("application/json; charset=rot13", "unsupported charset 'rot13'"),
         (
             "application/x-www-form-urlencoded",
             "unsupported Content-Type 'application/x-www-form-urlencoded'; "
