@@ -164,7 +164,16 @@ def test_unexpected_errors_are_500_with_one_line_and_one_traceback(caplog):
 
 
 # -- property: no input makes the server fail (5xx) ------------------------------------------------------
-CONTENT_TYPES = [*BODIES, "text/csv; charset=latin-1", "application/json; charset=utf-16", "text/plain", "", None]
+CONTENT_TYPES = [
+    *BODIES,
+    "text/csv; charset=latin-1",
+    "application/json; charset=utf-16",
+    "text/csv; charset=punycode",  # a codec with its own failure modes
+    "application/jsonlines; charset=base64",  # not a text encoding
+    "text/plain",
+    "",
+    None,
+]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
     lambda children: st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=10), children, max_size=9),
