@@ -130,8 +130,10 @@ def _chunked(environ: dict) -> bool:
 
 def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6) -> Flask:
     app = Flask("serving")
+    # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
+    concurrent = max(1, min(workers, 100 // max(max_payload_mb, 1)))
     execution_parameters = json.dumps(
-        {"MaxConcurrentTransforms": workers, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": max_payload_mb}
+        {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": max_payload_mb}
     )
 
     @app.get("/execution-parameters")

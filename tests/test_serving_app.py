@@ -135,6 +135,12 @@ def test_ping_and_execution_parameters(client):
     assert r.get_json() == {"MaxConcurrentTransforms": 3, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1}
 
 
+@pytest.mark.parametrize(("workers", "mb", "concurrent"), [(2, 6, 2), (2, 100, 1), (4, 30, 3), (8, 50, 2)])
+def test_execution_parameters_respect_the_100_mb_product(workers, mb, concurrent):
+    doc = create_app(served(), workers=workers, max_payload_mb=mb).test_client().get("/execution-parameters").get_json()
+    assert doc == {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": mb}
+
+
 def test_unknown_routes_and_methods(client):
     assert (client.get("/nope").status_code, client.get("/nope").data) == (404, b"404 Not Found: GET /nope\n")
     r = client.get("/invocations")
