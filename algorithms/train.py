@@ -41,7 +41,7 @@ IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 COMMON_HYPERPARAMETERS = (
     Hyperparameter("target", str, None, description="label column name in CSV with a header or parquet"),
 )
-LIBRARIES = ("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost", "scikit-learn", "sagemaker-training")
+LIBRARIES = ("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost", "sagemaker-training")
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ import json
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import xgboost as xgb
 
 from algorithms import schema as schema_mod
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
@@ -32,22 +32,6 @@ from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
 from algorithms.metrics import r2_from_mse
 from algorithms.schema import Schema
 
-
-def _import_xgboost():
-    # xgboost imports scikit-learn when it is installed, only for its sklearn wrappers, which we do not use; that
-    # costs ~1.3 s of every job's and every serving worker's start. Hide it during the import only.
-    hide = "sklearn" not in sys.modules
-    if hide:
-        sys.modules["sklearn"] = None  # type: ignore[assignment]
-    try:
-        import xgboost
-    finally:
-        if hide:
-            del sys.modules["sklearn"]
-    return xgboost
-
-
-xgb = _import_xgboost()
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "xgboost-model.json"
