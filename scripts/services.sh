@@ -19,8 +19,9 @@ MOTO_PORT=${BYOC_MOTO_PORT:-5001}
 export MOTO_PORT # moto needs its own port to call itself back (Step Functions, presigned URLs)
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 # Packages CI needs besides Python: the engine, debootstrap for the base image, the registry and htpasswd for
-# the push test, shellcheck for the lint, gcc + headers for the one sdist in the wheelhouse (sagemaker-training).
-APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils shellcheck gcc python3-dev)
+# the push test, shellcheck for the lint, gcc + headers for the one sdist in the wheelhouse (sagemaker-training),
+# chromium (+ a font) to check that the monitoring report renders.
+APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils shellcheck gcc python3-dev chromium fonts-dejavu-core)
 
 log() { echo "services: $*" >&2; }
 die() {
