@@ -1,0 +1,39 @@
+"""`python -m algorithms.hyperparameter_docs ALGORITHM`: the algorithm's hyperparameters as a Markdown table.
+
+Generated from the declarations, so the README's tables cannot drift from what training validates
+(tests/test_readme.py checks them).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from algorithms import registry
+from algorithms.errors import ConfigurationError
+from algorithms.train import hyperparameter_spec
+
+HEADER = "| name | type | default | allowed | description |\n|---|---|---|---|---|"
+
+
+def table(algorithm: str) -> str:
+    rows = [HEADER]
+    for r in hyperparameter_spec(registry.get(algorithm)).as_table():
+        default = "" if r["default"] is None else str(r["default"]).lower() if r["type"] == "boolean" else r["default"]
+        rows.append(f"| `{r['name']}` | {r['type']} | {default} | {r['allowed']} | {r['description']} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(f"usage: python -m algorithms.hyperparameter_docs {{{','.join(registry.NAMES)}}}", file=sys.stderr)
+        return 2
+    try:
+        print(table(argv[0]))
+    except ConfigurationError as e:
+        print(f"hyperparameter_docs: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
