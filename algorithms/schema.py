@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from algorithms.errors import DataError, SchemaError
+from algorithms.jsonfile import read_json
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -85,14 +86,7 @@ class Schema:
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
-        path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise SchemaError(f"not valid JSON: {e.msg}", file=str(path), line=e.lineno, column=e.colno) from e
-        except OSError as e:
-            raise SchemaError(f"cannot read: {e.strerror}", file=str(path)) from e
-        return cls.from_dict(doc, source=str(path))
+        return cls.from_dict(read_json(path, error=SchemaError, what="schema.json"), source=str(path))
 
     @classmethod
     def from_dict(cls, doc: Any, source: str = FILENAME) -> Schema:

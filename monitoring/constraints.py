@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from algorithms.errors import ConfigurationError, DataError
+from algorithms.jsonfile import read_json
 from monitoring.sketches import CategoricalSketch, NumericSketch
 from monitoring.statistics import Profile
 
@@ -93,14 +94,7 @@ class Constraints:
 
 
 def load(path: str | Path) -> Constraints:
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON: {e.msg}", file=str(path), line=e.lineno, column=e.colno) from e
-    except OSError as e:
-        raise DataError(f"cannot read baseline file: {e.strerror}", file=str(path)) from e
-    return parse(doc, source=str(path))
+    return parse(read_json(path, what="baseline file"), source=str(path))
 
 
 def parse(doc: Any, *, source: str = "constraints.json") -> Constraints:

@@ -6,7 +6,6 @@ Layout is Model Monitor's (see the reference notes): ``{"version": 0.0, "dataset
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from algorithms.errors import DataError
+from algorithms.jsonfile import read_json
 from algorithms.schema import Schema
 from monitoring.sketches import DEFAULT_K, CategoricalSketch, NumericSketch, from_state
 
@@ -124,13 +124,7 @@ class BaselineFeature:
 
 
 def load_statistics(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON: {e.msg}", file=str(path), line=e.lineno, column=e.colno) from e
-    except OSError as e:
-        raise DataError(f"cannot read baseline file: {e.strerror}", file=str(path)) from e
+    doc = read_json(path, what="baseline file")
     if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
         raise DataError("expected a statistics.json object with a 'features' list", file=str(path))
     return doc
