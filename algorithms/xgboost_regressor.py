@@ -26,6 +26,7 @@ import numpy as np
 import xgboost as xgb
 
 from algorithms import schema as schema_mod
+from algorithms import xgboost_predict
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
 from algorithms.errors import UserError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
@@ -97,6 +98,7 @@ class XGBoostRegressor(Algorithm):
         super().__init__(params, schema)
         self.booster = booster
         self.best_iteration: int | None = None
+        self._predict: tuple[Any, xgboost_predict.Predict] | None = None  # (booster, its prepared predictor)
 
     # -- training ---------------------------------------------------------------------------------------------
     def _booster_params(self, nthread: int) -> dict[str, Any]:
@@ -186,14 +188,16 @@ class XGBoostRegressor(Algorithm):
 
     # -- inference ----------------------------------------------------------------------------------------------
     def predict(self, X: np.ndarray) -> np.ndarray:
-        # inplace_predict takes the float64 codes of categorical features directly (feature types live in the
+        # The dense predictor takes the float64 codes of categorical features directly (feature types live in the
         # model), without building a DMatrix: the fast path for one record and for big batches alike.
-        X = np.asarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.schema.n_features:
             raise ValueError(f"expected a (n, {self.schema.n_features}) matrix, received shape {X.shape}")
         if not len(X):
             return np.empty(0, dtype=np.float64)
-        return np.asarray(self.booster.inplace_predict(X, missing=np.nan), dtype=np.float64).reshape(-1)
+        if self._predict is None or self._predict[0] is not self.booster:
+            self._predict = (self.booster, xgboost_predict.predictor(self.booster))
+        return self._predict[1](X)
 
     # -- artifacts ------------------------------------------------------------------------------------------------
     def save(self, model_dir: Path) -> list[Path]:
