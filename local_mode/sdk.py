@@ -410,8 +410,10 @@ def train(
     from algorithms.metric_definitions import definitions
 
     metric_definitions = definitions(algorithm)
-    output = lm.work_dir / "training" / algorithm
-    output.mkdir(parents=True, exist_ok=True)
+    # One folder per job: local mode writes model.tar.gz / output.tar.gz straight into output_path (no job-name
+    # prefix, even after a failure), and a deploy later unpacks the archive next to itself and mounts that folder.
+    output = lm.work_dir / "training" / f"{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    output.mkdir(parents=True)
     estimator = Estimator(
         image_uri=image,
         role=LOCAL_ROLE,
@@ -426,8 +428,6 @@ def train(
     inputs = channel_uris(channels_dir)
     if "train" not in inputs:
         raise LocalModeError(f"no train channel in {channels_dir} (expected {channels_dir}/train/)")
-    for stale in ("model.tar.gz", "output.tar.gz"):  # local mode writes them straight into output_path
-        (output / stale).unlink(missing_ok=True)
     tee = _Tee(sys.stdout if echo else io.StringIO())
     started = time.monotonic()
     try:
@@ -457,6 +457,24 @@ class Endpoint:
     seconds: float
 
 
+def check_model_data(model_data: str) -> None:
+    """Fail now rather than after the SDK's 120 s of /ping polling: a file:// model.tar.gz holding files.
+
+    (A failed local training job still leaves a model.tar.gz, an empty one.)"""
+    parts = urlsplit(model_data)
+    if parts.scheme != "file":
+        raise LocalModeError(f"model data must be a file:// URI here (no S3 in local mode), received {model_data!r}")
+    path = Path(parts.path)
+    if not path.is_file():
+        raise LocalModeError(f"model data {path} does not exist")
+    try:
+        files = model_files(path)
+    except Exception as exc:  # tarfile raises several types for a damaged archive
+        raise LocalModeError(f"model data {path} is not a readable .tar.gz: {exc}") from exc
+    if not files:
+        raise LocalModeError(f"model data {path} holds no files (the archive of a failed training job?)")
+
+
 @contextlib.contextmanager
 def endpoint(lm: LocalMode, image: str, model_data: str) -> Iterator[Endpoint]:
     """A local endpoint for the model; deleted, and its container removed, on exit."""
@@ -465,6 +483,7 @@ def endpoint(lm: LocalMode, image: str, model_data: str) -> Iterator[Endpoint]:
     from sagemaker.predictor import Predictor
     from sagemaker.serializers import CSVSerializer, JSONSerializer
 
+    check_model_data(model_data)
     name = f"byoc-local-{lm.run_id}-{uuid.uuid4().hex[:6]}"
     model = Model(
         image_uri=image,
@@ -519,6 +538,19 @@ class Transformed:
 IGNORED_BY_LOCAL_MODE = ("input_filter", "join_source", "output_filter")
 
 
+def refuse_ignored_options(options: Mapping[str, str | None]) -> None:
+    """Raise when a DataProcessing option is set to anything but its default: local mode would drop it silently."""
+    unknown = sorted(set(options) - set(IGNORED_BY_LOCAL_MODE))
+    if unknown:
+        raise TypeError(f"transform() got unexpected keyword arguments: {', '.join(unknown)}")
+    given = [key for key in IGNORED_BY_LOCAL_MODE if options.get(key) not in (None, "", "$", "None")]
+    if given:
+        raise LocalModeError(
+            f"SageMaker local mode ignores {', '.join(given)} (the output would silently differ from a real "
+            "transform job); use `python -m local_mode.transform` (see local_mode/README.md), which honours them"
+        )
+
+
 def transform(
     lm: LocalMode,
     image: str,
@@ -538,15 +570,8 @@ def transform(
 
     Local mode silently ignores InputFilter, JoinSource and OutputFilter (and sends one request at a time); they
     are refused here rather than ignored: use ``python -m local_mode.transform`` for them."""
-    given = [key for key in IGNORED_BY_LOCAL_MODE if data_processing.get(key) not in (None, "", "$", "None")]
-    unknown = sorted(set(data_processing) - set(IGNORED_BY_LOCAL_MODE))
-    if unknown:
-        raise TypeError(f"transform() got unexpected keyword arguments: {', '.join(unknown)}")
-    if given:
-        raise LocalModeError(
-            f"SageMaker local mode ignores {', '.join(given)} (the output would silently differ from a real "
-            "transform job); use `python -m local_mode.transform` (see local_mode/README.md), which honours them"
-        )
+    refuse_ignored_options(data_processing)
+    check_model_data(model_data)
     from sagemaker.model import Model
 
     output_dir = Path(output_dir).resolve()
