@@ -154,7 +154,10 @@ def run_containers(run_id: str, *, only_exited: bool = False) -> list[str]:
     args = ["ps", "--all", "--quiet", "--filter", f"label={LABEL}={run_id}"]
     if only_exited:
         args += ["--filter", "status=exited"]
-    proc = docker(*args)
+    try:
+        proc = docker(*args)
+    except (OSError, subprocess.TimeoutExpired):  # no docker CLI, or an engine that hangs: nothing we can list
+        return []
     return proc.stdout.split() if proc.returncode == 0 else []
 
 
@@ -310,7 +313,9 @@ def open_local_mode(
 
 
 # -- supervision: timeouts, early failure, cleanup ------------------------------------------------------------------
-def supervised(lm: LocalMode, what: str, call: Callable[[], Any], *, timeout: float, serving: bool = False) -> Any:
+def supervised(
+    lm: LocalMode, what: str, call: Callable[[], Any], *, timeout: float, serving: bool = False, grace: float = 30
+) -> Any:
     """Run an SDK call in a thread; on timeout, or (``serving``) when a container of the run exits while the SDK
     still polls /ping, remove the run's containers so the SDK call returns, and raise LocalModeError.
 
@@ -338,7 +343,7 @@ def supervised(lm: LocalMode, what: str, call: Callable[[], Any], *, timeout: fl
             reason = f"the serving container exited before it answered /ping:\n{tail}"
         if reason:
             remove_containers(lm.run_id)
-            thread.join(30)
+            thread.join(grace)  # the SDK call returns once its containers are gone
             break
     if reason is None and "error" in outcome:
         remove_containers(lm.run_id)

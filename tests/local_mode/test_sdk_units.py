@@ -149,3 +149,31 @@ def test_check_model_data_fails_fast_on_what_would_make_the_sdk_poll_ping_for_12
     (tmp_path / "text.tar.gz").write_text("not an archive")
     with pytest.raises(sdk.LocalModeError, match=r"not a readable \.tar\.gz"):
         sdk.check_model_data(f"file://{tmp_path}/text.tar.gz")
+
+
+def test_supervised_gives_up_after_the_timeout_and_says_so():
+    import threading
+    import types
+    import uuid
+
+    release = threading.Event()
+    lm = types.SimpleNamespace(run_id=f"unit-{uuid.uuid4().hex}")  # no container carries this label
+    try:
+        with pytest.raises(sdk.LocalModeError, match=r"^deploy did not finish within 1 s$"):
+            sdk.supervised(lm, "deploy", lambda: release.wait(60), timeout=1, grace=0)
+    finally:
+        release.set()
+
+
+def test_supervised_names_the_step_and_the_cause_of_a_failure():
+    import types
+    import uuid
+
+    lm = types.SimpleNamespace(run_id=f"unit-{uuid.uuid4().hex}")
+
+    def fail():
+        raise RuntimeError("Failed to run: docker-compose up. Process exited with code: 1")
+
+    with pytest.raises(sdk.LocalModeError, match=r"^training linear failed: RuntimeError: Failed to run: docker"):
+        sdk.supervised(lm, "training linear", fail, timeout=30)
+    assert sdk.supervised(lm, "ok", lambda: 42, timeout=30) == 42
