@@ -20,8 +20,9 @@ export MOTO_PORT # moto needs its own port to call itself back (Step Functions, 
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 # Packages CI needs besides Python: the engine, debootstrap for the base image, the registry and htpasswd for
 # the push test, shellcheck for the lint, gcc + headers for the one sdist in the wheelhouse (sagemaker-training),
-# chromium (+ a font) to check that the monitoring report renders.
-APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils shellcheck gcc python3-dev chromium fonts-dejavu-core)
+# chromium (+ a font) to check that the monitoring report renders, docker-compose for SageMaker local mode.
+APT_PACKAGES=(docker.io docker-compose debootstrap docker-registry apache2-utils shellcheck gcc python3-dev chromium
+    fonts-dejavu-core)
 
 log() { echo "services: $*" >&2; }
 die() {

@@ -3,8 +3,8 @@
 # (pip install --no-index): for machines whose pip cannot reach an index from inside a build (TLS-intercepting
 # proxies, air-gapped builders). Runs on the host, with the host's pip, index settings and trust store.
 #
-# Versions: requirements/runtime.txt pins the direct dependencies; the transitive ones are constrained to what the
-# host venv has installed (pip freeze), so the image runs exactly the versions the tests ran against.
+# Versions: requirements/runtime.txt pins the direct dependencies, requirements/constraints.txt (scripts/lock.sh)
+# every transitive one, the same lock `make setup` installs the venv with: the image runs the versions the tests ran.
 # Two requirements exist only as sdists (sagemaker-training, with a small C extension, and inotify_simple): their
 # wheels are built here (needs gcc and the Python 3.11 headers; build on Linux x86_64 with Python 3.11, the same
 # as the image's Debian bookworm), so the image needs no compiler.
@@ -30,7 +30,7 @@ mkdir -p "$WHEELS"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-"$PYTHON" -m pip freeze --exclude-editable >"$TMP/constraints.txt"
+cp "$REPO/requirements/constraints.txt" "$TMP/constraints.txt"
 PIP=("$PYTHON" -m pip --disable-pip-version-check)
 
 # Resolve the whole closure once, as a fresh install would, and split it into what the index has as wheels and
