@@ -9,7 +9,7 @@ from typing import Any
 from algorithms.errors import DataError
 
 
-def read_json(path: str | Path, *, error: type[DataError] = DataError, what: str = "file") -> Any:
+def read_json(path: str | Path, *, error: type[DataError] = DataError) -> Any:
     """The parsed document; ``error`` (a DataError subclass) when the file is unreadable or not JSON."""
     path = Path(path)
     try:
@@ -17,6 +17,6 @@ def read_json(path: str | Path, *, error: type[DataError] = DataError, what: str
     except json.JSONDecodeError as e:
         raise error(f"not valid JSON: {e.msg}", file=str(path), line=e.lineno, column=e.colno) from None
     except FileNotFoundError:
-        raise error(f"{what} not found", file=str(path)) from None
+        raise error("not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise error(f"cannot read {what}: {getattr(e, 'strerror', None) or e}", file=str(path)) from None
+        raise error(f"cannot read: {getattr(e, 'strerror', None) or e}", file=str(path)) from None

@@ -86,7 +86,7 @@ class Schema:
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
-        return cls.from_dict(read_json(path, error=SchemaError, what="schema.json"), source=str(path))
+        return cls.from_dict(read_json(path, error=SchemaError), source=str(path))
 
     @classmethod
     def from_dict(cls, doc: Any, source: str = FILENAME) -> Schema:

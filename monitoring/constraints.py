@@ -94,7 +94,7 @@ class Constraints:
 
 
 def load(path: str | Path) -> Constraints:
-    return parse(read_json(path, what="baseline file"), source=str(path))
+    return parse(read_json(path), source=str(path))
 
 
 def parse(doc: Any, *, source: str = "constraints.json") -> Constraints:

@@ -124,7 +124,7 @@ class BaselineFeature:
 
 
 def load_statistics(path: str | Path) -> dict[str, Any]:
-    doc = read_json(path, what="baseline file")
+    doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
         raise DataError("expected a statistics.json object with a 'features' list", file=str(path))
     return doc

@@ -415,7 +415,7 @@ def test_load_of_a_missing_model_file_names_it(saved):
 
 def test_load_of_a_missing_schema_names_it(saved):
     (saved / "schema.json").unlink()
-    with pytest.raises(SchemaError, match=r"file .*schema\.json: cannot read"):
+    with pytest.raises(SchemaError, match=r"file .*schema\.json: not found"):
         LinearRegressor.load(saved)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -194,6 +195,12 @@ def test_missing_model_server_stays_up_ping_500_invocations_503(tmp_path):
         r = post(s, "20105,6,4,1,0,0,Buick,sedan")
         assert (r.status_code, r.text) == (503, f"model not loaded: {reason}\n")
         assert s.process.poll() is None
+        # The line comes from the first worker's post-init hook, which may run after another worker answered.
+        deadline = time.monotonic() + 20
+        while "model not loaded" not in s.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(4):  # both workers have served by now
+            assert post(s, "20105,6,4,1,0,0,Buick,sedan").status_code == 503
         log = s.log()
         assert log.count("model not loaded") == 1, log  # one line for the server, not one per worker
         assert "Traceback" not in log
