@@ -1,107 +1,124 @@
-"""The main job: the local lifecycle on the bundled real data.
+"""The main job: the whole local lifecycle on the bundled real data (the README's main command, `make demo`).
 
-    python -m lifecycle [--workdir build/lifecycle]
+    python -m lifecycle [--runner auto|docker|local] [--workdir build/lifecycle] [--registry build/registry.json]
+                        [--rmse-threshold 4000] [--rule max] [--capture-sampling 100] [--data cardata/car_prices.csv]
 
-Steps: preprocess -> train XGBoost and the linear model through the real training entry point -> compare them
-on the test split. Every step runs the same entry point the images run, as a local process.
+Steps: 1 preprocess, 2 train both algorithms, 3 gate each model (threshold and previous best, local registry),
+4 serve the approved models, 5 data- and model-quality baselines, 6 real-time requests through the combiner with
+data capture, 7 batch transform of a scoring file with record ids, 8 monitoring (captures, batch output, a drifted
+batch; evaluate; HTML report); then where every artifact is.
+
+Exit codes: 0 done (also when the gate rejected a model and the registry's best was served instead); 1 a step
+failed (its name and a one-line reason are printed; also when no approved model exists for an algorithm);
+2 bad command line; 130 interrupted. Containers are removed on every exit path.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
-from lifecycle import jobs
-
-ALGORITHMS = ("xgboost", "linear")
-HYPERPARAMETERS = {
-    "xgboost": {"num_round": 500, "eta": 0.05, "max_depth": 4, "early_stopping_rounds": 30},
-    "linear": {"predictor_type": "regressor", "epochs": 30},
-}
+from lifecycle import pipeline, runners
+from lifecycle.jobs import REPO
+from lifecycle.progress import Progress, StepFailed, tail
 
 
-class Steps:
-    """Numbered progress lines with timings, so a person sees what runs and how long it took."""
-
-    def __init__(self, total: int):
-        self.total, self.n = total, 0
-
-    def start(self, title: str) -> float:
-        self.n += 1
-        print(f"[{self.n}/{self.total}] {title} ...", flush=True)
-        return time.perf_counter()
-
-    @staticmethod
-    def done(t0: float, detail: str = "") -> None:
-        print(f"      done in {time.perf_counter() - t0:.1f}s{' - ' + detail if detail else ''}", flush=True)
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}")
+    return value
 
 
-def fail(step: str, log: str, reason: str | None) -> None:
-    print(log, file=sys.stderr)
-    print(f"\nlifecycle: {step} failed: {(reason or 'see the log above').splitlines()[0]}", file=sys.stderr)
-    sys.exit(1)
+def _percentage(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 100], received {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lifecycle", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--runner",
+        choices=("auto", "docker", "local"),
+        default="auto",
+        help="auto (default): the images through Docker when an engine answers and they are built, "
+        "else local processes",
+    )
+    p.add_argument("--workdir", type=Path, default=REPO / "build" / "lifecycle", help="wiped at every run")
+    p.add_argument(
+        "--registry",
+        type=Path,
+        default=REPO / "build" / "registry.json",
+        help="model registry file; kept across runs (approved models beside it in <name>-models/)",
+    )
+    p.add_argument("--rmse-threshold", type=_positive, default=4000.0, help="gate: highest test RMSE (default 4000)")
+    p.add_argument(
+        "--rule",
+        choices=("max", "min", "mean", "xgboost", "linear"),
+        default="max",
+        help="the combiner's COMBINE_RULE (default max)",
+    )
+    p.add_argument("--capture-sampling", type=_percentage, default=100.0, help="data capture sampling percentage")
+    p.add_argument("--data", type=Path, default=REPO / "cardata" / "car_prices.csv", help="raw CSV with a header")
+    p.add_argument("--image-tag", default="latest", help="tag of the byoc-* images (docker runner)")
+    return p
+
+
+def _interrupt(signum, frame):  # SIGTERM takes the same cleanup path as Ctrl-C
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lifecycle", description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=jobs.REPO / "build" / "lifecycle")
-    parser.add_argument("--data", type=Path, default=jobs.REPO / "cardata" / "car_prices.csv")
-    args = parser.parse_args(argv)
-
-    work: Path = args.workdir.resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    steps = Steps(total=2 + len(ALGORITHMS))
-    print(f"Local lifecycle on {args.data.name}; entry points run as local processes; work dir {work}\n")
-
-    # 1. Preprocess (the processing job's contract: input folder -> train/validation/test folders).
-    t0 = steps.start("preprocess: split the real data into train/validation/test with schema.json")
-    raw = work / "processing" / "input"
-    raw.mkdir(parents=True)
-    shutil.copy(args.data, raw / args.data.name)
-    splits = work / "processing" / "output"
-    proc = jobs.preprocess(raw, splits)
-    if proc.returncode != 0:
-        fail("preprocess", proc.stdout, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else None)
-    Steps.done(t0, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
-
-    # 2. Train both algorithms through `python -m algorithms.train` in their own /opt/ml trees.
-    results = {}
-    for algorithm in ALGORITHMS:
-        t0 = steps.start(f"train {algorithm}: python -m algorithms.train (ALGORITHM={algorithm})")
-        base = jobs.layout_training(
-            work / "training" / algorithm / "opt_ml",
-            {c: splits / c for c in ("train", "validation", "test")},
-            HYPERPARAMETERS[algorithm],
+    args = parser().parse_args(argv)
+    work, registry = args.workdir.resolve(), args.registry.resolve()
+    if registry.is_relative_to(work):
+        parser().error(f"--registry {registry} is inside --workdir {work}, which every run wipes")
+    if not args.data.is_file():
+        parser().error(f"--data {args.data}: no such file")
+    signal.signal(signal.SIGTERM, _interrupt)
+    progress = Progress(pipeline.STEPS)
+    options = pipeline.Options(
+        work, registry, args.data.resolve(), args.rmse_threshold, args.rule, args.capture_sampling
+    )
+    t0 = time.perf_counter()
+    runner: runners.Runner | None = None
+    try:
+        runner = runners.pick(args.runner, args.image_tag)
+        progress.say(f"Local lifecycle on {args.data}")
+        progress.say(f"runner:   {runner.describe()}")
+        progress.say(f"work dir: {work}")
+        progress.say(f"registry: {registry}\n")
+        pipeline.prepare_workdir(work)
+        pipeline.run(options, runner, progress)
+    except StepFailed as e:
+        if e.log.strip():
+            print(tail(e.log), file=sys.stderr)
+        where = f"step {progress.n} ({progress.current})" if progress.current else "setup"
+        print(f"\nlifecycle: {where} failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"\nlifecycle: interrupted during {progress.current or 'setup'}; servers and containers removed",
+            file=sys.stderr,
         )
-        result = jobs.train(algorithm, base)
-        if result.returncode != 0:
-            fail(f"training {algorithm}", result.log, result.failure)
-        results[algorithm] = result
-        Steps.done(t0, f"model in {result.model_dir}")
-
-    # 3. Compare on the test split.
-    t0 = steps.start("compare: test-split metrics from each job's evaluation.json")
-    print()
-    print(f"      {'metric':<8}" + "".join(f"{a:>14}" for a in ALGORITHMS))
-    for metric in ("rmse", "mae", "r2"):
-        row = [results[a].evaluation["regression_metrics"][metric]["value"] for a in ALGORITHMS]
-        fmt = "{:>14.4f}" if metric == "r2" else "{:>14,.0f}"
-        print(f"      {metric:<8}" + "".join(fmt.format(v) for v in row))
-    print()
-    Steps.done(t0)
-
-    print("\nArtifacts:")
-    print(f"  splits + schema.json   {splits}")
-    for a, r in results.items():
-        print(f"  {a:<22} {r.model_dir}  (evaluation: {r.base_dir / 'output' / 'data' / 'evaluation.json'})")
-    summary = {a: r.evaluation["regression_metrics"] for a, r in results.items()}
-    (work / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"  summary                {work / 'summary.json'}")
+        return 130
+    except Exception as e:  # our bug: the traceback helps, and the step still gets named
+        traceback.print_exc()
+        print(
+            f"\nlifecycle: internal error in step {progress.n} ({progress.current}): {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
+        return 2
+    finally:
+        if runner is not None:
+            runner.close()
+    progress.say(f"\nDone in {time.perf_counter() - t0:.1f}s with the {runner.name} runner.")
     return 0
 
 

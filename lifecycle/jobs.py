@@ -1,50 +1,53 @@
-"""Run the project's entry points the way SageMaker runs them, as local processes.
-
-A training job gets its own /opt/ml tree (relocated with SAGEMAKER_BASE_DIR) laid out exactly as SageMaker lays
-it out in the container: config files under input/config, channels under input/data/<channel>.
-"""
+"""Jobs as SageMaker describes them to a container: the /opt/ml tree of a training job, the mounts of a
+processing job, and what a finished job leaves behind (exit code, log, failure reason)."""
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+OPT_ML = "/opt/ml"
+PROCESSING = "/opt/ml/processing"
 
 
 @dataclass(frozen=True)
 class JobResult:
+    name: str
     returncode: int
     log: str
     base_dir: Path
+    mounts: tuple[tuple[Path, str], ...] = ()  # (host, container): a container's messages name host paths
 
     @property
-    def model_dir(self) -> Path:
-        return self.base_dir / "model"
+    def ok(self) -> bool:
+        return self.returncode == 0
 
-    @property
-    def failure(self) -> str | None:
-        path = self.base_dir / "output" / "failure"
-        return path.read_text() if path.exists() else None
+    def reason(self) -> str:
+        """The job's one-line failure reason: /opt/ml/output/failure (training, monitoring), else
+        /opt/ml/output/message (processing's ExitMessage), else the last log line."""
+        text = ""
+        for name in ("failure", "message"):
+            path = self.base_dir / "output" / name
+            if path.is_file() and path.read_text(errors="replace").strip():
+                text = path.read_text(errors="replace").strip().splitlines()[0]
+                break
+        text = text or self.last_line() or f"exit code {self.returncode}"
+        for host, container in sorted(self.mounts, key=lambda m: -len(m[1])):
+            text = re.sub(re.escape(container) + r"(?=[/\s,;:'\")]|$)", str(host), text)
+        return text
 
-    @property
-    def evaluation(self) -> dict | None:
-        path = self.base_dir / "output" / "data" / "evaluation.json"
-        return json.loads(path.read_text()) if path.exists() else None
+    def last_line(self) -> str:
+        lines = [line for line in self.log.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""
 
 
 def layout_training(
-    base_dir: Path,
-    channels: Mapping[str, Path],
-    hyperparameters: Mapping[str, object],
-    content_type: str = "text/csv",
-    checkpoints: Path | None = None,
+    base_dir: Path, channels: Mapping[str, Path], hyperparameters: Mapping[str, object], content_type: str = "text/csv"
 ) -> Path:
     """Lay out /opt/ml for a training job. Channel folders are copied, like SageMaker's File mode does."""
     config = base_dir / "input" / "config"
@@ -56,8 +59,6 @@ def layout_training(
     (config / "resourceconfig.json").write_text(
         json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
     )
-    if checkpoints is not None:
-        (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": str(checkpoints)}))
     for name, src in channels.items():
         dest = base_dir / "input" / "data" / name
         if dest.exists():
@@ -68,25 +69,47 @@ def layout_training(
     return base_dir
 
 
-def run_module(module: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m module args` from the repository root, output captured (stdout and stderr interleaved)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
+@dataclass
+class ProcessingJob:
+    """A processing job: read-only inputs at /opt/ml/processing/input/<name>, outputs at /opt/ml/processing/<name>.
 
+    ``env`` and ``args`` use the container's paths; a runner that runs the job as a local process maps them to
+    the host folders (as SageMaker maps S3 prefixes to a ProcessingInput's LocalPath)."""
 
-def train(algorithm: str, base_dir: Path) -> JobResult:
-    """`docker run IMAGE train`, as a local process: same entry point, same /opt/ml tree."""
-    proc = run_module("algorithms.train", env={"ALGORITHM": algorithm, "SAGEMAKER_BASE_DIR": str(base_dir)})
-    return JobResult(proc.returncode, proc.stdout, base_dir)
+    command: str  # the image's command: preprocess | baseline | monitor
+    base_dir: Path  # the host folder that is /opt/ml (its output/ holds the failure reason)
+    inputs: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
 
+    @staticmethod
+    def input_path(name: str) -> str:
+        return f"{PROCESSING}/input/{name}"
 
-def preprocess(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_module("processing.preprocess", "--input", str(input_dir), "--output", str(output_dir), *extra)
+    @staticmethod
+    def output_path(name: str) -> str:
+        return f"{PROCESSING}/{name}"
+
+    def mounts(self) -> list[tuple[Path, str, bool]]:
+        """(host folder, container path, read-only), /opt/ml first so the others mount on top of it."""
+        out = [(self.base_dir, OPT_ML, False)]
+        out += [(host, self.input_path(name), True) for name, host in self.inputs.items()]
+        out += [(host, self.output_path(name), False) for name, host in self.outputs.items()]
+        return out
+
+    def prepare(self) -> None:
+        """Create every host folder, and the mount points inside /opt/ml, so the engine creates none (as root)."""
+        for host, container, read_only in self.mounts():
+            if not read_only:
+                host.mkdir(parents=True, exist_ok=True)
+            if container != OPT_ML:
+                (self.base_dir / Path(container).relative_to(OPT_ML)).mkdir(parents=True, exist_ok=True)
+        (self.base_dir / "output").mkdir(parents=True, exist_ok=True)
+
+    def to_host(self, value: str) -> str:
+        """A container path in an env value or argument, as the host path (longest mount first)."""
+        for host, container, _ in sorted(self.mounts(), key=lambda m: -len(m[1])):
+            if value == container or value.startswith(container + "/"):
+                return str(host) + value[len(container) :]
+        return value

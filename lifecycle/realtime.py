@@ -1,0 +1,137 @@
+"""The real-time path: each served model behind a capturing proxy (local_mode.capture, where SageMaker's data
+capture would write), the combiner Lambda's handler with API Gateway proxy events, and client traffic that
+carries an InferenceId per record so ground truth can be merged later.
+
+Why the labelled traffic goes to the endpoints directly: the combiner (serving/combiner.py) forwards no
+InferenceId to the endpoints, so requests through it are captured without one; a client that wants its
+predictions joined with ground truth calls InvokeEndpoint with ``InferenceId``, as done here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lifecycle.data import Split, csv_line
+from lifecycle.progress import StepFailed
+from local_mode.capture import INFERENCE_ID_HEADER, CaptureProxy
+from serving import combiner
+
+ENDPOINTS = {"xgboost": "car-prices-xgboost", "linear": "car-prices-linear"}
+DEMO_ROWS = 5
+CLIENT_THREADS = 4
+
+
+@dataclass
+class Traffic:
+    table: list[str] = field(default_factory=list)
+    predictions: list[dict[str, float]] = field(default_factory=list)  # the combiner's, for the demo records
+    combined_checked: int = 0
+    requests: int = 0
+    labelled: dict[str, str] = field(default_factory=dict)  # inference id -> label
+    start: datetime | None = None
+    end: datetime | None = None
+    captured: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def capturing(urls: Mapping[str, str], dest: Path, sampling: float) -> Iterator[dict[str, CaptureProxy]]:
+    proxies = {a: CaptureProxy(url, dest, ENDPOINTS[a], sampling_percentage=sampling) for a, url in urls.items()}
+    with contextlib.ExitStack() as stack:
+        for proxy in proxies.values():
+            stack.enter_context(proxy)
+        yield proxies
+
+
+def _post(url: str, body: bytes, content_type: str, accept: str, inference_id: str | None = None) -> str:
+    headers = {"Content-Type": content_type, "Accept": accept}
+    if inference_id:
+        headers[INFERENCE_ID_HEADER] = inference_id
+    request = urllib.request.Request(url + "/invocations", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError as e:
+        raise StepFailed(f"{url} answered {e.code}: {e.read().decode(errors='replace').strip()[:200]}") from None
+    except OSError as e:
+        raise StepFailed(f"{url} unreachable: {e}") from None
+
+
+def _combine(urls: Mapping[str, str], body: str, content_type: str, rule: str) -> list[dict[str, float]]:
+    """One API Gateway proxy event through the Lambda handler, the endpoints given as local URLs."""
+    env = {"XGBOOST_ENDPOINT": urls["xgboost"], "LINEAR_ENDPOINT": urls["linear"], "COMBINE_RULE": rule}
+    event = {
+        "httpMethod": "POST",
+        "path": "/predict",
+        "headers": {"Content-Type": content_type, "Accept": "application/json"},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the handler reads its configuration from the environment, as in Lambda
+    try:
+        answer = combiner.handler(event, None)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if answer["statusCode"] != 200:
+        raise StepFailed(f"combiner answered {answer['statusCode']}: {json.loads(answer['body']).get('message')}")
+    return json.loads(answer["body"])["predictions"]
+
+
+def run(urls: Mapping[str, str], split: Split, rule: str) -> Traffic:
+    """``urls``: the capturing proxies. Demo records through the combiner in CSV, JSON and JSON Lines; then every
+    test record as a single-record request with its InferenceId to each endpoint, alternating CSV and JSON."""
+    traffic = Traffic(start=datetime.now(UTC))
+    demo_rows, demo_records = split.rows[:DEMO_ROWS], split.records()[:DEMO_ROWS]
+    by_csv = _combine(urls, "\n".join(csv_line(r) for r in demo_rows), "text/csv", rule)
+    by_json = _combine(urls, json.dumps(demo_records), "application/json", rule)
+    by_jsonl = _combine(urls, "\n".join(json.dumps(r) for r in demo_records), "application/jsonlines", rule)
+    traffic.requests += 3
+    if not (by_csv == by_json == by_jsonl):
+        raise StepFailed("the combiner's answers differ between CSV, JSON and JSON Lines for the same records")
+    pick = {"max": max, "min": min}.get(rule)
+    for p in by_csv:
+        if pick and p["score"] != pick(p["xgboost"], p["linear"]):
+            raise StepFailed(f"combined {p['score']} is not the {rule} of {p['xgboost']} and {p['linear']}")
+        traffic.combined_checked += 1
+    traffic.table = _table(split, demo_rows, by_csv, rule)
+    traffic.predictions = by_csv
+
+    jobs = []
+    for i, (row, record, label) in enumerate(zip(split.rows, split.records(), split.labels, strict=True)):
+        inference_id = f"test-{i + 1:04d}"
+        traffic.labelled[inference_id] = label
+        if i % 2 == 0:
+            body, ctype, accept = csv_line(row).encode(), "text/csv", "text/csv"
+        else:
+            body, ctype, accept = json.dumps(record).encode(), "application/json", "application/json"
+        jobs += [(url, body, ctype, accept, inference_id) for url in urls.values()]
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(lambda job: _post(*job), jobs))
+    traffic.requests += len(jobs)
+    traffic.end = datetime.now(UTC)
+    return traffic
+
+
+def _table(split: Split, rows: list[list[str]], predictions: list[dict[str, float]], rule: str) -> list[str]:
+    names = split.names
+    shown = ("make", "body_type", "mileage")
+    idx = [names.index(n) for n in shown]
+    head = f"{'make':<9}{'body_type':<12}{'mileage':>8}{'xgboost':>10}{'linear':>10}{rule:>10}"
+    lines = [head]
+    for row, p in zip(rows, predictions, strict=True):
+        make, body, mileage = (row[i] for i in idx)
+        lines.append(f"{make:<9}{body:<12}{mileage:>8}{p['xgboost']:>10,.0f}{p['linear']:>10,.0f}{p['score']:>10,.0f}")
+    return lines
