@@ -1,7 +1,8 @@
 """The main job: the whole local lifecycle on the bundled real data (the README's main command, `make demo`).
 
     python -m lifecycle [--runner auto|docker|local] [--workdir build/lifecycle] [--registry build/registry.json]
-                        [--rmse-threshold 4000] [--rule max] [--capture-sampling 100] [--data cardata/car_prices.csv]
+                        [--rmse-threshold 4000] [--rule max] [--quality-tolerance 25] [--capture-sampling 100]
+                        [--data cardata/car_prices.csv] [--image-tag latest]
 
 Steps: 1 preprocess, 2 train both algorithms, 3 gate each model (threshold and previous best, local registry),
 4 serve the approved models, 5 data- and model-quality baselines, 6 real-time requests through the combiner with
@@ -31,6 +32,13 @@ def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}")
     return value
 
 
@@ -64,6 +72,13 @@ def parser() -> argparse.ArgumentParser:
         default="max",
         help="the combiner's COMBINE_RULE (default max)",
     )
+    p.add_argument(
+        "--quality-tolerance",
+        type=_non_negative,
+        default=25.0,
+        help="percent by which the model-quality constraints exceed the validation metrics (default 25; "
+        "0: Model Monitor's suggestion, the metrics themselves)",
+    )
     p.add_argument("--capture-sampling", type=_percentage, default=100.0, help="data capture sampling percentage")
     p.add_argument("--data", type=Path, default=REPO / "cardata" / "car_prices.csv", help="raw CSV with a header")
     p.add_argument("--image-tag", default="latest", help="tag of the byoc-* images (docker runner)")
@@ -82,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         parser().error(f"--data {args.data}: no such file")
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (&)
     progress = Progress(pipeline.STEPS)
     options = pipeline.Options(
-        work, registry, args.data.resolve(), args.rmse_threshold, args.rule, args.capture_sampling
+        work,
+        registry,
+        args.data.resolve(),
+        args.rmse_threshold,
+        args.rule,
+        args.capture_sampling,
+        args.quality_tolerance / 100,
     )
     t0 = time.perf_counter()
     runner: runners.Runner | None = None

@@ -33,6 +33,7 @@ class Options:
     rmse_threshold: float
     rule: str
     sampling: float
+    quality_tolerance: float  # fraction: 0.25 lets the error metrics grow 25 % over the validation baseline
 
 
 def prepare_workdir(work: Path) -> None:
@@ -159,7 +160,13 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
                 if not job.ok:
                     raise StepFailed(f"model-quality baseline of {algorithm}: {job.reason()}", job.log)
                 m = json.loads((baselines / f"quality-{algorithm}" / "statistics.json").read_text())
-                lines.append(f"{algorithm} validation rmse {m['regression_metrics']['rmse']['value']:,.1f}")
+                limits = watch.widen_quality_constraints(baselines / f"quality-{algorithm}", options.quality_tolerance)
+                rmse = m["regression_metrics"]["rmse"]["value"]
+                lines.append(f"{algorithm} validation rmse {rmse:,.1f}")
+                progress.detail(
+                    f"{algorithm:<8} model quality: validation rmse {rmse:,.1f} -> constraint rmse <= "
+                    f"{limits['rmse']:,.1f}, r2 >= {limits['r2']:.4f} (+{options.quality_tolerance:.0%} tolerance)"
+                )
             art["baselines"] = baselines
             r.ok("; ".join(lines))
 
@@ -219,39 +226,17 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
     with progress.step("monitor", "monitoring: data and model drift on real-time captures and batch outputs") as r:
         start = traffic.start.replace(microsecond=0)
         end = traffic.end.replace(microsecond=0) + timedelta(seconds=1)  # capture times have whole seconds
-        common = {"data_baseline": baselines / "data"}
-        runs = []
-        for algorithm in ALGORITHMS:
-            runs.append(
-                watch.monitor(
-                    runner,
-                    f"realtime-{algorithm}",
-                    jobs,
-                    monitoring / "runs" / f"realtime-{algorithm}",
-                    dataset=capture_dir / realtime.ENDPOINTS[algorithm],
-                    batch=False,
-                    target=realtime.ENDPOINTS[algorithm],
-                    window=(start, end),
-                    ground_truth=truth_dir,
-                    quality_baseline=baselines / f"quality-{algorithm}",
-                    model_dir=serving[algorithm] / "model",
-                    **common,
-                )
+        targets = [
+            watch.Target(
+                f"realtime-{a}", capture_dir / realtime.ENDPOINTS[a], serving[a] / "model", realtime.ENDPOINTS[a],
+                window=(start, end), ground_truth=truth_dir, quality_baseline=baselines / f"quality-{a}",
             )
-        for name, folder in (("batch", batch_dir / "joined"), ("batch-drifted", batch_dir / "drifted")):
-            runs.append(
-                watch.monitor(
-                    runner,
-                    name,
-                    jobs,
-                    monitoring / "runs" / name,
-                    dataset=folder,
-                    batch=True,
-                    target=f"car-prices-{name}",
-                    model_dir=serving["xgboost"] / "model",
-                    **common,
-                )
-            )
+            for a in ALGORITHMS
+        ] + [
+            watch.Target(name, batch_dir / folder, serving["xgboost"] / "model", f"car-prices-{name}", batch=True)
+            for name, folder in (("batch", "joined"), ("batch-drifted", "drifted"))
+        ]  # fmt: skip
+        runs = [watch.monitor(runner, jobs, monitoring / "runs", t, baselines / "data") for t in targets]
         for run_ in runs:
             progress.detail(run_.line())
         drift = watch.mileage_drift(runs[-1])
@@ -262,20 +247,7 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
             alert = "would publish an SNS alert (dry run: sns_message.json)" if e["alerted"] else "no alert"
             progress.detail(f"evaluate {e['run']}: {e['violations']} violations ({features}); {alert}")
         index = watch.report(runs, monitoring / "report")
-        summary["monitoring"] = {
-            run_.name: {
-                "records": run_.summary.get("records"),
-                "violations": run_.violations,
-                "model_quality": run_.summary.get("model_quality")
-                and {
-                    "metrics": run_.summary["model_quality"]["metrics"],
-                    "item_count": run_.summary["model_quality"]["item_count"],
-                    "violations": run_.quality_violations,
-                },
-                "output": str(run_.output),
-            }
-            for run_ in runs
-        }
+        summary["monitoring"] = {run_.name: run_.brief() for run_ in runs}
         summary["evaluate"] = [{k: v for k, v in e.items() if k != "details"} for e in evaluations_]
         summary["report"] = str(index)
         art["monitoring outputs"] = monitoring / "runs"

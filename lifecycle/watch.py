@@ -40,6 +40,15 @@ class MonitorRun:
     def quality_violations(self) -> list[dict[str, Any]]:
         return list((self.summary.get("model_quality") or {}).get("violations") or [])
 
+    def brief(self) -> dict[str, Any]:
+        mq = self.summary.get("model_quality")
+        return {
+            "records": self.summary.get("records"),
+            "violations": self.violations,
+            "model_quality": mq and {k: mq[k] for k in ("metrics", "item_count", "violations")},
+            "output": str(self.output),
+        }
+
     def line(self) -> str:
         s = self.summary
         if s.get("status") == "NoNewData":
@@ -53,55 +62,77 @@ class MonitorRun:
             limit = (mq.get("constraints", {}).get("rmse") or {}).get("threshold")
             text += f"; model quality on {mq.get('item_count')} labelled records"
             if isinstance(rmse, (int, float)) and isinstance(limit, (int, float)):
-                text += f": rmse {rmse:,.0f} (baseline threshold {limit:,.0f})"
+                text += f": rmse {rmse:,.0f} (constraint <= {limit:,.0f})"
             names = ", ".join(v.get("metric_name", "?") for v in self.quality_violations)
             text += f", {len(self.quality_violations)} violations" + (f" ({names})" if names else "")
         return text
 
 
-def monitor(
-    runner: Runner,
-    name: str,
-    jobs_dir: Path,
-    output: Path,
-    *,
-    dataset: Path,
-    data_baseline: Path,
-    model_dir: Path,
-    batch: bool,
-    target: str,
-    window: tuple[datetime, datetime] | None = None,
-    ground_truth: Path | None = None,
-    quality_baseline: Path | None = None,
-) -> MonitorRun:
-    inputs = {"dataset": dataset, "baseline": data_baseline, "model": model_dir}
+@dataclass(frozen=True)
+class Target:
+    """What one monitor run reads: real-time captures of an endpoint (with a time window, and ground truth for
+    model quality) or a batch job's joined output (id column first)."""
+
+    name: str
+    dataset: Path
+    model_dir: Path  # its schema.json names the columns of headerless CSV
+    target: str  # endpoint or batch job name
+    batch: bool = False
+    window: tuple[datetime, datetime] | None = None
+    ground_truth: Path | None = None
+    quality_baseline: Path | None = None
+
+
+def monitor(runner: Runner, jobs_dir: Path, runs_dir: Path, t: Target, data_baseline: Path) -> MonitorRun:
+    inputs = {"dataset": t.dataset, "baseline": data_baseline, "model": t.model_dir}
     inp = ProcessingJob.input_path
     env = {
         "dataset_source": inp("dataset"),
-        "dataset_format": BATCH_FORMAT if batch else CAPTURE_FORMAT,
+        "dataset_format": BATCH_FORMAT if t.batch else CAPTURE_FORMAT,
         "baseline_statistics": f"{inp('baseline')}/statistics.json",
         "baseline_constraints": f"{inp('baseline')}/constraints.json",
         "schema_path": f"{inp('model')}/schema.json",  # the schema travels with the model: no header guessing
         "publish_cloudwatch_metrics": "Disabled",
         "sagemaker_monitoring_schedule_name": SCHEDULE,
-        ("batch_job_name" if batch else "sagemaker_endpoint_name"): target,
+        ("batch_job_name" if t.batch else "sagemaker_endpoint_name"): t.target,
     }
-    if batch:
+    if t.batch:
         env["id_columns"] = "1"
-    if window:
-        env["start_time"], env["end_time"] = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in window)
-    if ground_truth and quality_baseline:
-        inputs.update(groundtruth=ground_truth, quality=quality_baseline)
+    if t.window:
+        env["start_time"], env["end_time"] = (x.strftime("%Y-%m-%dT%H:%M:%SZ") for x in t.window)
+    if t.ground_truth and t.quality_baseline:
+        inputs.update(groundtruth=t.ground_truth, quality=t.quality_baseline)
         env["ground_truth_source"] = inp("groundtruth")
         env["model_quality_constraints"] = f"{inp('quality')}/constraints.json"
-    result = runner.monitor(jobs_dir / name, inputs, output, env)
+    output = runs_dir / t.name
+    result = runner.monitor(jobs_dir / f"monitor-{t.name}", inputs, output, env)
     if not result.ok:
-        raise StepFailed(f"monitor job {name}: {result.reason()}", result.log)
+        raise StepFailed(f"monitor job {t.name}: {result.reason()}", result.log)
     try:
         summary = json.loads((output / "monitoring_report.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise StepFailed(f"monitor job {name} left no readable monitoring_report.json ({e})", result.log) from None
-    return MonitorRun(name, output, summary)
+        raise StepFailed(f"monitor job {t.name} left no readable monitoring_report.json ({e})", result.log) from None
+    return MonitorRun(t.name, output, summary)
+
+
+def widen_quality_constraints(baseline_dir: Path, tolerance: float) -> dict[str, float]:
+    """Model Monitor suggests thresholds at the baseline's own metrics, which a small validation split makes
+    noisy (a second sample of the same population is "worse" half the time). Widen them by ``tolerance`` (0.25:
+    errors may grow 25 %): mae, rmse x (1 + t), mse x (1 + t)^2, r2 down to 1 - (1 - r2)(1 + t)^2 (the same error
+    growth at the same label variance), as a user edits suggested constraints. The suggestion is kept beside."""
+    path = baseline_dir / "constraints.json"
+    doc = json.loads(path.read_text())
+    (baseline_dir / "constraints.suggested.json").write_text(json.dumps(doc, indent=2) + "\n")
+    factor = {"mae": 1 + tolerance, "rmse": 1 + tolerance, "mse": (1 + tolerance) ** 2}
+    out = {}
+    for name, c in doc["regression_constraints"].items():
+        if name in factor:
+            c["threshold"] = c["threshold"] * factor[name]
+        elif name == "r2":
+            c["threshold"] = 1 - (1 - c["threshold"]) * (1 + tolerance) ** 2
+        out[name] = c["threshold"]
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return out
 
 
 @contextlib.contextmanager

@@ -152,6 +152,9 @@ def test_drift_is_found_on_the_drifted_batch_only(first):
         gate_rmse = first.summary["gate"][algorithm]["rmse"]
         assert mq["metrics"]["rmse"]["value"] == pytest.approx(gate_rmse, rel=1e-4)  # = the test split's rmse
     assert mon["batch"]["model_quality"] is None
+    # with the default 25 % tolerance the unchanged real-time traffic raises no model-quality violation
+    assert mon["realtime-xgboost"]["model_quality"]["violations"] == []
+    assert mon["realtime-xgboost"]["violations"] == [] and mon["batch"]["violations"] == []
     evaluated = {e["run"]: e for e in first.summary["evaluate"]}
     assert evaluated["batch-drifted"]["drift_detected"] and "mileage" in evaluated["batch-drifted"]["features"]
     assert (first.workdir / "monitoring" / "runs" / "batch-drifted" / "sns_message.json").is_file()
@@ -180,7 +183,9 @@ def test_second_run_keeps_the_identical_models(second):
 
 
 def test_tiny_threshold_rejects_and_serves_the_registry_best(second, tmp_path):
-    run = lifecycle(tmp_path / "work", second.registry, "--runner", "local", "--rmse-threshold", "1")
+    # --quality-tolerance 0 in the same run: Model Monitor's own suggestion (the validation metrics) as thresholds
+    args = ("--runner", "local", "--rmse-threshold", "1", "--quality-tolerance", "0")
+    run = lifecycle(tmp_path / "work", second.registry, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "xgboost  REJECTED  test RMSE" in run.stdout and "exceeds the threshold 1.0; serving v1" in run.stdout
     assert "notification (the pipeline's SNS topic): xgboost model rejected: test RMSE" in run.stdout
@@ -188,6 +193,11 @@ def test_tiny_threshold_rejects_and_serves_the_registry_best(second, tmp_path):
     doc = json.loads(second.registry.read_text())
     assert doc["best"] == {"xgboost": 1, "linear": 1}
     assert [e["status"] for e in doc["entries"]][-2:] == ["rejected", "rejected"]
+    # the test split's xgboost rmse (~2,366) is above its validation rmse (~2,063): flagged without tolerance
+    mq = run.summary["monitoring"]["realtime-xgboost"]["model_quality"]
+    assert "rmse" in {v["metric_name"] for v in mq["violations"]}
+    evaluated = {e["run"]: e for e in run.summary["evaluate"]}
+    assert evaluated["realtime-xgboost"]["alerted"] and "rmse" in evaluated["realtime-xgboost"]["features"]
 
 
 def test_no_approved_model_fails_the_gate_step(tmp_path):
