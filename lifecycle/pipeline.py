@@ -39,7 +39,8 @@ class Options:
 def prepare_workdir(work: Path) -> None:
     """A fresh work dir; an existing folder is wiped only when an earlier run made it (marker file)."""
     if work.exists():
-        if not (work / MARKER).is_file() and any(work.iterdir()):
+        ours = (work / MARKER).is_file() or (work / "summary.json").is_file()  # summary.json: earlier versions
+        if not ours and any(work.iterdir()):
             raise StepFailed(
                 f"--workdir {work} exists, is not empty and was not made by this command ({MARKER} missing)"
             )
