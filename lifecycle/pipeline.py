@@ -84,6 +84,7 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
                 f"{algorithm:<8} test rmse {m['rmse']['value']:>8,.1f}  mae {m['mae']['value']:>8,.1f}  "
                 f"r2 {m['r2']['value']:.4f}   model: {base / 'model'}"
             )
+        art["trained models (this run)"] = work / "training"
         r.ok(f"{len(ALGORITHMS)} models trained")
 
     # 3 -------------------------------------------------------------------------------------------------------

@@ -128,8 +128,7 @@ class LocalRunner(Runner):
                 raise StepFailed(f"the {algorithm} model server answers /ping with {status}", server.log())
             yield server.url
         finally:
-            server.stop()
-            Path(server._log.name).unlink(missing_ok=True)
+            server.__exit__(None, None, None)  # stops it (SIGTERM, drain) and removes its log file
 
 
 # -- Docker ----------------------------------------------------------------------------------------------------------
