@@ -14,7 +14,11 @@ answer in JSON. The response (application/json)::
 
     {"rule": "max", "predictions": [{"score": 21950.3, "xgboost": 21950.3, "linear": 20236.5}, ...]}
 
-one entry per record, in order. Errors are ``{"message": "<one line>"}``: 4xx for the caller's request (an
+one entry per record, in order, plus ``"inference_id"``: the id both endpoints received as ``InferenceId``, so that
+data capture records it and ground truth can be merged on it later. It is the caller's ``X-Inference-Id`` header
+when given (at most 64 printable characters), else API Gateway's request id.
+
+Errors are ``{"message": "<one line>"}``: 4xx for the caller's request (an
 endpoint's own 4xx is passed on, prefixed with its name: it is about the request, so 502 would misdirect the
 caller and the alarms); 502 when an endpoint fails, cannot be reached or answers inconsistently; 500 when the
 function is misconfigured.
@@ -43,6 +47,8 @@ RULES: dict[str, Callable[[float, float], float]] = {
     "linear": lambda x, lin: lin,
 }
 TIMEOUT_S = 65  # SageMaker gives an invocation 60 s
+INFERENCE_ID_HEADER = "x-inference-id"
+LOCAL_INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"  # what the runtime sends the endpoint for InferenceId
 _pool = ThreadPoolExecutor(max_workers=len(MODELS))  # module level: reused across warm invocations
 _clients: dict[str | None, Any] = {}
 
@@ -115,12 +121,13 @@ def _runtime_client(endpoint_url: str | None):
     return _clients[endpoint_url]
 
 
-def _invoke_sagemaker(endpoint: str, body: bytes, content_type: str, client: Any) -> bytes:
+def _invoke_sagemaker(endpoint: str, body: bytes, content_type: str, client: Any, inference_id: str | None) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    extra = {"InferenceId": inference_id} if inference_id else {}
     try:
         response = client.invoke_endpoint(
-            EndpointName=endpoint, Body=body, ContentType=content_type, Accept="application/json"
+            EndpointName=endpoint, Body=body, ContentType=content_type, Accept="application/json", **extra
         )
         return response["Body"].read()
     except ClientError as e:
@@ -134,13 +141,11 @@ def _invoke_sagemaker(endpoint: str, body: bytes, content_type: str, client: Any
         raise CombinerError(502, f"endpoint {endpoint}: unreachable: {e}") from None
 
 
-def _invoke_url(url: str, body: bytes, content_type: str) -> bytes:
-    request = urllib.request.Request(
-        url.rstrip("/") + "/invocations",
-        data=body,
-        method="POST",
-        headers={"Content-Type": content_type, "Accept": "application/json"},
-    )
+def _invoke_url(url: str, body: bytes, content_type: str, inference_id: str | None) -> bytes:
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if inference_id:
+        headers[LOCAL_INFERENCE_ID_HEADER] = inference_id
+    request = urllib.request.Request(url.rstrip("/") + "/invocations", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             return response.read()
@@ -161,12 +166,14 @@ def _is_url(endpoint: str) -> bool:
     return endpoint.startswith(("http://", "https://"))
 
 
-def predict(endpoint: str, body: bytes, content_type: str, client: Any = None) -> list[float]:
+def predict(
+    endpoint: str, body: bytes, content_type: str, client: Any = None, inference_id: str | None = None
+) -> list[float]:
     """One endpoint's predictions: a local server's URL is POSTed to; a name goes through ``client``."""
     if _is_url(endpoint):
-        answer = _invoke_url(endpoint, body, content_type)
+        answer = _invoke_url(endpoint, body, content_type, inference_id)
     else:
-        answer = _invoke_sagemaker(endpoint, body, content_type, client)
+        answer = _invoke_sagemaker(endpoint, body, content_type, client, inference_id)
     try:
         return [float(p["score"]) for p in json.loads(answer)["predictions"]]
     except (ValueError, KeyError, TypeError) as e:
@@ -195,10 +202,11 @@ def combine(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         raise CombinerError(415, "missing Content-Type; expected text/csv, application/json or application/jsonlines")
     if not _wants_json(headers.get("accept", "")):
         raise CombinerError(406, f"unsupported Accept {headers['accept'][:60]!r}; this API answers application/json")
+    inference_id = _inference_id(event, headers)
     client = None
     if not all(_is_url(e) for e in endpoints.values()):  # created here: creating boto3 clients isn't thread-safe
         client = _runtime_client(env.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None)
-    futures = {m: _pool.submit(predict, endpoints[m], body, content_type, client) for m in MODELS}
+    futures = {m: _pool.submit(predict, endpoints[m], body, content_type, client, inference_id) for m in MODELS}
     errors = []
     results = {}
     for model, future in futures.items():
@@ -214,7 +222,18 @@ def combine(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         raise CombinerError(502, f"endpoints disagree on the number of records: xgboost {len(xgb)}, linear {len(lin)}")
     combined = RULES[rule]
     predictions = [{"score": combined(x, b), "xgboost": x, "linear": b} for x, b in zip(xgb, lin, strict=True)]
-    return _response(200, {"rule": rule, "predictions": predictions})
+    return _response(200, {"rule": rule, "inference_id": inference_id, "predictions": predictions})
+
+
+def _inference_id(event: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    given = headers.get(INFERENCE_ID_HEADER)
+    if given is not None:
+        # InvokeEndpoint's limits for InferenceId: 1-64 characters, printable, not starting with a space.
+        if not (0 < len(given) <= 64 and given.isprintable() and not given[0].isspace()):
+            raise CombinerError(400, f"header X-Inference-Id: expected 1-64 printable characters, received {given!r}")
+        return given
+    request_id = (event.get("requestContext") or {}).get("requestId")
+    return str(request_id)[:64] if request_id else None
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:

@@ -9,9 +9,10 @@ import json
 
 import pytest
 from botocore.response import StreamingBody
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from algorithms import registry
+from local_mode.capture import CaptureProxy
 from serving import combiner
 from serving.local import LocalServer, free_port
 
@@ -240,14 +241,47 @@ def test_model_error_mapping():
     assert (err.status, str(err)) == (502, "endpoint cars-linear answered 500: internal error: boom")
 
 
-def test_realtime_demo_serves_both_models_and_combines(trained, records, truth):
-    from serving import realtime_demo
+def test_inference_id_reaches_both_endpoints_and_their_data_capture(endpoints, monkeypatch, tmp_path, records):
+    with (
+        CaptureProxy(endpoints["xgboost"], tmp_path, endpoint="cars-xgboost") as xgb,
+        CaptureProxy(endpoints["linear"], tmp_path, endpoint="cars-linear") as lin,
+    ):
+        monkeypatch.setenv("XGBOOST_ENDPOINT", xgb.url)
+        monkeypatch.setenv("LINEAR_ENDPOINT", lin.url)
+        body = records.head(2).to_csv(header=False, index=False)
+        headers = {"Content-Type": "text/csv", "X-Inference-Id": "order-42"}
+        status, doc = answer(combiner.handler(rest_event(body, headers)))
+    assert status == 200 and doc["inference_id"] == "order-42"
+    lines = [json.loads(line) for f in sorted(tmp_path.rglob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert sorted(f.parts[len(tmp_path.parts)] for f in tmp_path.rglob("*.jsonl")) == ["cars-linear", "cars-xgboost"]
+    assert [line["eventMetadata"]["inferenceId"] for line in lines] == ["order-42", "order-42"]
 
-    report = realtime_demo.run({m: trained(m).base_dir for m in ("xgboost", "linear")}, records)
-    assert "xgboost at http://127.0.0.1:" in report and "CSV and JSON requests agree (5 records)" in report
-    last = report.splitlines()[-1].split()
-    assert [float(x.replace(",", "")) for x in last[-3:]] == [
-        round(truth["xgboost"][-1]),
-        round(truth["linear"][-1]),
-        round(max(truth["xgboost"][-1], truth["linear"][-1])),
-    ]
+
+def test_without_the_header_api_gateways_request_id_is_the_inference_id(env, records):
+    event = rest_event(records.head(1).to_csv(header=False, index=False), {"Content-Type": "text/csv"})
+    event["requestContext"]["requestId"] = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    status, doc = answer(combiner.handler(event))
+    assert (status, doc["inference_id"]) == (200, "c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
+
+
+def test_bad_inference_id_is_400(env):
+    status, doc = answer(combiner.handler(rest_event("1", {"Content-Type": "text/csv", "X-Inference-Id": "x" * 65})))
+    assert status == 400 and doc["message"].startswith("header X-Inference-Id: expected 1-64 printable characters")
+
+
+def test_sagemaker_runtime_gets_the_inference_id(stubbed):
+    for _ in range(2):
+        stubbed.add_response(
+            "invoke_endpoint",
+            {"Body": body_of({"predictions": [{"score": 1.0}]}), "ContentType": "application/json"},
+            expected_params={
+                "EndpointName": ANY,
+                "Body": b"1,2",
+                "ContentType": "text/csv",
+                "Accept": "application/json",
+                "InferenceId": "order-7",
+            },
+        )
+    status, _ = answer(combiner.handler(rest_event("1,2", {"Content-Type": "text/csv", "X-Inference-Id": "order-7"})))
+    assert status == 200
+    stubbed.assert_no_pending_responses()
