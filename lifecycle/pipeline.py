@@ -150,12 +150,9 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
                 scored = batch.transform(
                     urls[algorithm], splits / "validation" / "validation.csv", baselines / f"scored-{algorithm}"
                 )
-                labelled = baselines / f"predictions-{algorithm}" / "validation-predictions.csv"  # label,prediction
-                labelled.parent.mkdir(parents=True)
-                shutil.copy(scored, labelled)
-                job = runner.baseline(
+                job = runner.baseline(  # reads the transform's validation.csv.out: label,prediction
                     jobs / f"baseline-quality-{algorithm}",
-                    labelled.parent,
+                    scored.parent,
                     baselines / f"quality-{algorithm}",
                     model_quality=True,
                 )

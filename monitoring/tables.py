@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from algorithms.errors import DataError
 from monitoring.statistics import column_name
 
-DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", "")
+# ".out": what a batch transform writes for each input file (<name>.out), read as CSV.
+DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".out", "")
 
 
 def data_files(source: Path) -> list[Path]:

@@ -153,6 +153,15 @@ def test_model_quality_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert c["r2"] == {"threshold": m["r2"]["value"], "comparison_operator": "LessThanThreshold"}
 
 
+def test_model_quality_baseline_reads_batch_transform_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _quality_table(tmp_path, 300)
+    (src / "pred.csv").rename(src / "validation.csv.out")  # what a batch transform writes for validation.csv
+    out = tmp_path / "mq"
+    argv = ["--model-quality", "--dataset-source", str(src), "--output-path", str(out), "--target", "price"]
+    assert run(baseline.main, argv, monkeypatch, tmp_path) == 0
+    assert read(out / "statistics.json")["dataset"]["item_count"] == 300
+
+
 def test_model_quality_std_dev_only_from_200_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _quality_table(tmp_path, 150)
     out = tmp_path / "mq"
