@@ -201,6 +201,11 @@ def _when(s: dict[str, Any]) -> str:
     return s.get("completed_at") or ""
 
 
+def _same_target(history: Sequence[dict[str, Any]], s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Trends follow one endpoint or batch job: another target's runs are not this one's history."""
+    return [h for h in history if _target(h) == _target(s)]
+
+
 def _sort_key(s: dict[str, Any]) -> str:
     return ((s.get("window") or {}).get("end") or "") + (s.get("completed_at") or "")
 
@@ -403,21 +408,21 @@ def write_run_report(output: Path, history_dir: Path | None = None) -> Path:
     history = (
         [doc for folder, doc in load_runs([history_dir]) if folder.resolve() != output.resolve()] if history_dir else []
     )
-    history = sorted([*history, summary], key=_sort_key)
+    history = sorted(_same_target([*history, summary], summary), key=_sort_key)
     path = output / PAGE
     path.write_text(render_run(summary, history))
     return path
 
 
 def write_site(folders: Sequence[Path], out: Path) -> Path:
-    """index.html + one page per run (copied under ``out/runs/<n>.html``) with trends across all runs."""
+    """index.html + one page per run (``out/runs/<n>.html``), each with trends over its target's earlier runs."""
     runs = load_runs(folders)
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
     history = [doc for _, doc in runs]
     index_rows = []
     for i, (_, doc) in enumerate(runs):
-        upto = history[: i + 1]
+        upto = _same_target(history[: i + 1], doc)
         name = f"runs/run-{i:04d}.html"
         (out / name).write_text(render_run(doc, upto, index_href="../index.html"))
         index_rows.append((name, doc))

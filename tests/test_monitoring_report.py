@@ -51,6 +51,24 @@ def test_pages_are_self_contained_and_put_drift_first(tmp_path: Path, monkeypatc
     assert html.count('href="runs/run-') == 3 and html.index("T12:00:00Z") < html.index("T10:00:00Z")
 
 
+def _trend_points(page: str, feature: str) -> int:
+    card = page.split(f"<h3>{feature}</h3>", 1)[1].split('<div class="card', 1)[0]
+    return card.count("<circle")
+
+
+def test_trends_follow_one_endpoint_or_batch_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _runs(tmp_path, monkeypatch)
+    summary = runs / "run1" / report.SUMMARY
+    summary.write_text(summary.read_text().replace('"car-prices"', '"another-endpoint"'))
+    site = tmp_path / "site"
+    report.write_site([runs], site)
+    pages = {p.read_text().split("<title>")[1].split("</title>")[0]: p.read_text() for p in site.glob("runs/*.html")}
+    (last,) = [page for title, page in pages.items() if "car-prices" in title and "T12:00" in title]
+    (other,) = [page for title, page in pages.items() if "another-endpoint" in title]
+    assert _trend_points(last, "mileage") == 2  # run0 and run2: the other endpoint's run1 is not in its history
+    assert _trend_points(other, "mileage") == 0  # its first run: no trend yet
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
