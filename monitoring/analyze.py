@@ -41,6 +41,16 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def attach_report(summary: dict[str, Any], output: Path, args: Any) -> None:
+    """report.html for the run (unless ``report`` is Disabled), with trends over ``history_path``'s runs."""
+    from monitoring import jobenv, report
+
+    if jobenv.enabled_setting(args, "report", "Enabled"):
+        history = jobenv.setting(args, "history_path")
+        summary["report"] = str(report.write_run_report(output, Path(history) if history else None))
+        write_json(output / SUMMARY_FILE, summary)
+
+
 def write_json(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_finite(doc), indent=2) + "\n")

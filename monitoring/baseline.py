@@ -38,9 +38,7 @@ SETTINGS = (
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m monitoring.baseline", description=__doc__.split("\n")[0])
-    for name in SETTINGS:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
+    p = jobenv.parser("python -m monitoring.baseline", __doc__.split("\n")[0], SETTINGS)
     p.add_argument("--model-quality", action="store_true", help="baseline regression metrics instead of data")
     return p
 

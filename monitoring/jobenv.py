@@ -7,12 +7,13 @@ the failure file and the CloudWatch metric files.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,14 @@ from algorithms.errors import ConfigurationError, UserError
 from monitoring.capture import parse_time
 
 log = logging.getLogger("monitoring")
+
+
+def parser(prog: str, description: str, names: Iterable[str]) -> argparse.ArgumentParser:
+    """A ``--flag`` for every environment setting, so a job runs the same from a shell as in a processing job."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    for name in names:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
+    return p
 
 
 def base_dir() -> Path:

@@ -76,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_dir=jobenv.cloudwatch_dir(),
     )
     summary = analyze.analyze(merged, ctx, baseline, cons, mq)
-    if jobenv.enabled_setting(args, "report", "Enabled"):
-        from monitoring import report
-
-        history = jobenv.setting(args, "history_path")
-        summary["report"] = str(report.write_run_report(output, Path(history) if history else None))
-        analyze.write_json(output / analyze.SUMMARY_FILE, summary)
+    analyze.attach_report(summary, output, args)
     print(f"merged {len(args.states)} shards: {summary['records']} records, {len(summary['violations'])} violations")
     return 0
 

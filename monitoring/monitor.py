@@ -55,10 +55,7 @@ ENV_NAMES = (
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m monitoring.monitor", description=__doc__.split("\n")[0])
-    for name in ENV_NAMES:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None)
-    return p
+    return jobenv.parser("python -m monitoring.monitor", __doc__.split("\n")[0], ENV_NAMES)
 
 
 def required_path(args: Any, name: str) -> Path:
@@ -172,12 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_dir=jobenv.cloudwatch_dir(),
     )
     summary = analyze.analyze(result, ctx, baseline, cons, mq_constraints)
-    if jobenv.enabled_setting(args, "report", "Enabled"):
-        from monitoring import report
-
-        history = jobenv.setting(args, "history_path")
-        summary["report"] = str(report.write_run_report(output, Path(history) if history else None))
-        analyze.write_json(output / analyze.SUMMARY_FILE, summary)
+    analyze.attach_report(summary, output, args)
     bookmark.save()
     n_v = len(summary["violations"]) + len((summary.get("model_quality") or {}).get("violations", []))
     print(
