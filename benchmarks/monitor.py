@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from algorithms.schema import Schema
+from benchmarks.machine import describe
 from cardata import REAL_CSV, TARGET, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-pandas", action="store_true")
     args = p.parse_args(argv)
+    print("Machine:", describe(("datasketches", "numpy", "pandas", "pyarrow", "scipy")), sep="\n", flush=True)
     work = args.work
     py = sys.executable
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(work / "ml"), "PYTHONPATH": str(ROOT)}

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -24,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import requests
 
+from benchmarks.machine import describe
 from serving.local import REPO, LocalServer
 
 DATA = REPO / "cardata" / "car_prices.csv"
@@ -47,27 +46,8 @@ REFERENCE = {
 
 # -- machine --------------------------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    mem = ""
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
-        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, AttributeError):
-        pass
-    load = os.getloadavg()
-    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("xgboost-cpu", "numpy", "pandas", "flask", "gunicorn"))
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores{mem}; {platform.platform()}\n"
-        f"python {platform.python_version()}, {versions}; {wrk[0] if wrk else 'wrk'}\n"
-        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    return describe(("xgboost-cpu", "numpy", "pandas", "flask", "gunicorn")) + f"\n{wrk[0] if wrk else 'wrk'}"
 
 
 # -- the model ------------------------------------------------------------------------------------------------
