@@ -23,9 +23,10 @@ import time
 import traceback
 from pathlib import Path
 
-from lifecycle import pipeline, runners
-from lifecycle.jobs import REPO
+from lifecycle import pipeline
 from lifecycle.progress import Progress, StepFailed, tail
+from pipelines.local import runners
+from pipelines.local.jobs import REPO
 
 
 def _positive(text: str) -> float:

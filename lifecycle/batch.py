@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lifecycle.jobs import REPO
 from lifecycle.progress import StepFailed
+from pipelines.local.jobs import REPO
 
 ID_AND_PREDICTION = "$[0,-1]"
 WHOLE_RECORD = "$"

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle import batch, data, realtime, watch
-from lifecycle.jobs import layout_training
 from lifecycle.progress import Progress, StepFailed
 from lifecycle.registry import APPROVED, KEPT, Registry
-from lifecycle.runners import Runner
+from pipelines.local.jobs import layout_training
+from pipelines.local.runners import Runner
 
 ALGORITHMS = ("xgboost", "linear")
 HYPERPARAMETERS = {

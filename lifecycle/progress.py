@@ -6,15 +6,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pipelines.local.runners import RunnerError
+
 INDENT = "      "
 
 
-class StepFailed(Exception):
-    """A step cannot go on: ``reason`` is one line for the user; ``log`` the job output that explains it."""
-
-    def __init__(self, reason: str, log: str = ""):
-        super().__init__(" ".join(str(reason).split()) or "failed")
-        self.log = log
+# A step cannot go on: one line for the user, ``log`` the job output that explains it. The same class as the
+# runners' error, so a runner failure is a step failure without converting it.
+StepFailed = RunnerError
 
 
 class Progress:

@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lifecycle.jobs import ProcessingJob
 from lifecycle.progress import StepFailed
-from lifecycle.runners import Runner
+from pipelines.local.jobs import ProcessingJob
+from pipelines.local.runners import Runner
 
 CAPTURE_FORMAT = '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}'
 BATCH_FORMAT = '{"csv": {"header": false}}'

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lifecycle import data
-from lifecycle.jobs import JobResult, ProcessingJob
 from lifecycle.progress import StepFailed
 from lifecycle.registry import APPROVED, KEPT, REJECTED, Registry
+from pipelines.local.jobs import JobResult, ProcessingJob
 
 
 def training_dir(root: Path, model_bytes: bytes, rmse: float) -> tuple[Path, dict]:

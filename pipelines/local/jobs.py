@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OPT_ML = "/opt/ml"
 PROCESSING = "/opt/ml/processing"
 
@@ -82,6 +82,7 @@ class ProcessingJob:
     outputs: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)  # ContainerEntrypoint; empty: the image's own
 
     @staticmethod
     def input_path(name: str) -> str:
