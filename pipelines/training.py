@@ -1,8 +1,9 @@
 """The training pipeline: one state machine that preprocesses, trains, gates and deploys either algorithm.
 
 The execution input names everything a run varies (see ``EXAMPLE_INPUT``); the deployment fixes three things
-through DefinitionSubstitutions: ``${NotificationTopicArn}``, ``${QueryMetricsFunctionArn}`` and
-``${CompareBestFunctionArn}``. Names of jobs, model and endpoint config end with the execution name, so one
+through DefinitionSubstitutions: ``${NotificationTopicArn}``, ``${QueryMetricsFunctionArn}``,
+``${CompareBestFunctionArn}`` and ``${SageMakerRoleArn}`` (the jobs' and models' role: a fixed role, not an input,
+so that ``iam:PassRole`` can name exactly one role). Names of jobs, model and endpoint config end with the execution name, so one
 execution's resources are found by that name; the endpoint is ``<NamePrefix>-<Algorithm>`` and survives runs.
 SSM parameters written: ``/<NamePrefix>/<Algorithm>/latest-model`` (every trained model) and
 ``/<NamePrefix>/<Algorithm>/deployment`` (JSON: what the endpoint serves now, its RMSE and baselines).
@@ -18,7 +19,9 @@ from pipelines import asl
 TOPIC = "${NotificationTopicArn}"
 QUERY_METRICS = "${QueryMetricsFunctionArn}"
 COMPARE_BEST = "${CompareBestFunctionArn}"
-SUBSTITUTIONS = ("NotificationTopicArn", "QueryMetricsFunctionArn", "CompareBestFunctionArn")
+# The deployment's SageMaker execution role: the only role the state machine may pass (iam:PassRole).
+ROLE = "${SageMakerRoleArn}"
+SUBSTITUTIONS = ("NotificationTopicArn", "QueryMetricsFunctionArn", "CompareBestFunctionArn", "SageMakerRoleArn")
 
 VARIANT = "AllTraffic"
 PROCESSING = "/opt/ml/processing"
@@ -28,7 +31,6 @@ CSV = "text/csv"
 EXAMPLE_INPUT: dict[str, Any] = {
     "Algorithm": "xgboost",
     "NamePrefix": "cars",
-    "RoleArn": "arn:aws:iam::123456789012:role/byoc-sagemaker-execution",
     "DataUri": "s3://byoc-artifacts-123456789012/data/training/",
     "ArtifactsUri": "s3://byoc-artifacts-123456789012/pipelines",
     "TrainingImage": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/byoc-xgboost@sha256:<digest>",
@@ -111,7 +113,7 @@ def _processing_job(
     """CreateProcessingJob on our processing image: ``inputs`` maps input names to JSONPaths of S3 URIs."""
     params: dict[str, Any] = {
         "ProcessingJobName.$": name_path,
-        "RoleArn.$": "$.RoleArn",
+        "RoleArn": ROLE,
         "AppSpecification": {"ImageUri.$": "$.ProcessingImage", "ContainerArguments": arguments},
         "ProcessingResources": {
             "ClusterConfig": {
@@ -318,7 +320,7 @@ def definition() -> dict[str, Any]:
         "createTrainingJob",
         {
             "TrainingJobName.$": "$.Names.TrainingJob",
-            "RoleArn.$": "$.RoleArn",
+            "RoleArn": ROLE,
             "AlgorithmSpecification": {
                 "TrainingImage.$": "$.TrainingImage",
                 "TrainingInputMode": "File",
@@ -363,7 +365,7 @@ def definition() -> dict[str, Any]:
         "createModel",
         {
             "ModelName.$": "$.Names.Model",
-            "ExecutionRoleArn.$": "$.RoleArn",
+            "ExecutionRoleArn": ROLE,
             "PrimaryContainer": {"Image.$": "$.TrainingImage", "ModelDataUrl.$": "$.Training.ModelArtifacts"},
         },
         on_error=err,
