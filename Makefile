@@ -5,6 +5,9 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
 # Container tests and images need a reachable Docker engine; without one they are skipped (CI=true: they fail).
 DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
+NPM := $(shell command -v npm)
+NODE_STAMP := node_modules/.package-lock.json
+ASL_DEFINITIONS := $(wildcard pipelines/definitions/*.asl.json)
 
 .PHONY: setup demo test lint images clean
 
@@ -20,9 +23,24 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/python -m lifecycle
 
-lint: setup
+# Node tools for the lint (asl-validator), from package-lock.json; node_modules/.package-lock.json is npm's own.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Step Functions definitions: asl-validator takes one --json-path per file (extra paths are silently ignored).
+# Without npm it is skipped with the reason, except in CI. The SAM template: cfn-lint, from requirements/dev.txt.
+lint: setup $(if $(NPM),$(NODE_STAMP))
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+ifneq ($(NPM),)
+	$(if $(ASL_DEFINITIONS),npx --no-install asl-validator $(foreach f,$(ASL_DEFINITIONS),--json-path $(f)))
+else ifeq ($(CI),true)
+	@echo "lint: npm not found (CI=true: scripts/services.sh install installs nodejs and npm)" >&2; exit 1
+else
+	@echo "lint: npm not found: asl-validator skipped (apt-get install nodejs npm)" >&2
+endif
+	$(VENV)/bin/cfn-lint pipelines/template.yaml
 
 # Offline-reproducible build: the wheelhouse holds every wheel, so pip inside `docker build` needs no index.
 # BYOC_BASE_IMAGE overrides the public debian:bookworm-slim base (CI makes one with scripts/base_image.sh).

@@ -20,9 +20,12 @@ export MOTO_PORT # moto needs its own port to call itself back (Step Functions, 
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 # Packages CI needs besides Python: the engine, debootstrap for the base image, the registry and htpasswd for
 # the push test, shellcheck for the lint, gcc + headers for the one sdist in the wheelhouse (sagemaker-training),
-# chromium (+ a font) to check that the monitoring report renders, docker-compose for SageMaker local mode.
+# chromium (+ a font) to check that the monitoring report renders, docker-compose for SageMaker local mode,
+# nodejs + npm for asl-validator in `make lint` (bookworm's Node 18 runs it).
 APT_PACKAGES=(docker.io docker-compose debootstrap docker-registry apache2-utils shellcheck gcc python3-dev chromium
-    fonts-dejavu-core)
+    fonts-dejavu-core nodejs npm)
+# A command already on PATH counts as installed: NodeSource's nodejs bundles npm and conflicts with Debian's npm.
+declare -A APT_COMMANDS=([nodejs]=node [npm]=npm)
 
 log() { echo "services: $*" >&2; }
 die() {
@@ -33,6 +36,7 @@ die() {
 install() {
     local missing=() pkg
     for pkg in "${APT_PACKAGES[@]}"; do
+        [[ -n ${APT_COMMANDS[$pkg]:-} ]] && command -v "${APT_COMMANDS[$pkg]}" >/dev/null && continue
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
     if ((${#missing[@]} == 0)); then

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import pytest
@@ -293,3 +295,38 @@ def test_region_from_environment(aws, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     put_deployment(json.dumps({"Rmse": 1.0}))  # in REGION: found only if the handler's client is there too
     assert compare_best.handler({"ParameterName": PARAM, "Rmse": 2.0}, None)["BestRmse"] == 1.0
+
+
+def test_archive_access_denied(aws, monkeypatch):
+    """Without s3:ListBucket S3 answers a missing key with AccessDenied: still MetricsNotFound, naming the code."""
+    create_job()
+    real = boto3.client
+    s3 = real("s3", region_name=REGION)
+    stubber = Stubber(s3)
+    stubber.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+    stubber.activate()
+    monkeypatch.setattr(boto3, "client", lambda service, *a, **kw: s3 if service == "s3" else real(service, *a, **kw))
+    with pytest.raises(query_metrics.MetricsNotFound, match=r"output\.tar\.gz cannot be read: AccessDenied"):
+        query_metrics.handler({"TrainingJobName": "cars-xgboost-1"}, None)
+
+
+# -- the SAM template that deploys them ----------------------------------------------------------------------------
+PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
+
+
+def test_template_wires_handlers_and_definition():
+    decode = pytest.importorskip("cfnlint.decode").decode
+    template, errors = decode(str(PIPELINES / "template.yaml"))
+    assert not errors
+    resources = template["Resources"]
+    for logical_id, module in (("QueryMetricsFunction", query_metrics), ("CompareBestFunction", compare_best)):
+        props = resources[logical_id]["Properties"]
+        name, _, attr = props["Handler"].partition(".")
+        assert (PIPELINES / props["CodeUri"] / f"{name}.py").samefile(module.__file__)
+        assert callable(getattr(module, attr))
+    machine = resources["TrainingStateMachine"]["Properties"]
+    definition = PIPELINES / machine["DefinitionUri"]
+    if not definition.exists():
+        pytest.skip(f"{definition} not generated yet")
+    placeholders = set(re.findall(r"\$\{(\w+)\}", definition.read_text()))
+    assert placeholders == set(machine["DefinitionSubstitutions"])

@@ -168,6 +168,8 @@ def _evaluation_metrics(job: dict[str, Any], metric_name: str) -> dict[str, Any]
 
 
 def _read_evaluation(uri: str, job_name: str, metric_name: str) -> Any:
+    from botocore.exceptions import ClientError
+
     s3 = _client("s3")
     bucket, _, key = uri[len("s3://") :].partition("/")
     missing = f"training job {job_name}: no {metric_name} in FinalMetricDataList"
@@ -175,6 +177,12 @@ def _read_evaluation(uri: str, job_name: str, metric_name: str) -> Any:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.NoSuchKey as e:
         raise MetricsNotFound(f"{missing}, and no output archive at {uri}") from e
+    except ClientError as e:
+        # Without s3:ListBucket a missing key is AccessDenied, so name the code instead of guessing.
+        code = e.response.get("Error", {}).get("Code", "")
+        if code not in ("AccessDenied", "403"):
+            raise
+        raise MetricsNotFound(f"{missing}, and {uri} cannot be read: {code}") from e
     if obj.get("ContentLength", 0) > MAX_ARCHIVE_BYTES:
         raise MetricsNotFound(f"{missing}, and {uri} is larger than {MAX_ARCHIVE_BYTES} bytes")
     body = _Bounded(obj["Body"], MAX_ARCHIVE_BYTES, uri)
