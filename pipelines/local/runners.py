@@ -195,13 +195,13 @@ class LocalRunner(Runner):
         return self._run(f"train-{algorithm}", "algorithms.train", base_dir, {"ALGORITHM": algorithm}, [])
 
     def process(self, job: ProcessingJob, *, image: str | None = None) -> JobResult:
-        if job.entrypoint and Path(job.entrypoint[0]).name != Path(ENTRYPOINT).name:
+        if job.entrypoint:  # the images' own entry point is what runs here; another one needs the image
             raise RunnerError(f"ContainerEntrypoint {job.entrypoint}: the local-process runner runs only {ENTRYPOINT}")
         if job.command not in MODULES:
             raise RunnerError(f"{job.command!r} is not a processing command of the images ({', '.join(MODULES)})")
         job.prepare()
         env = {k: job.to_host(v) for k, v in job.env.items()}
-        args = [job.to_host(a) for a in [*job.entrypoint[1:], *job.args]]
+        args = [job.to_host(a) for a in job.args]
         return self._run(job.command, MODULES[job.command], job.base_dir, env, args)
 
     @contextlib.contextmanager
