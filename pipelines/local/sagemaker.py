@@ -252,7 +252,7 @@ class LocalSageMaker:
                 self._finish(job, "Failed", "Failed", f"InternalServerError: {type(e).__name__}: {one_line(e)}")
             finally:
                 if job.log:
-                    (job.dir / "job.log").write_text(job.log)
+                    (job.dir / "job.log").write_text(job.log.rstrip("\n") + "\n")
 
         job.thread = self._start(run, f"{job.kind}-{job.name}")
 
@@ -857,9 +857,14 @@ class LocalSageMaker:
             ep.status = "Deleting"
             variants, ep.variants = ep.variants, []
             self._endpoints.pop(ep.name, None)
-        for variant in variants:
-            self._retire(variant)
-        self.flush_capture()
+
+        def retire() -> None:
+            for variant in variants:
+                self._retire(variant)
+            with contextlib.suppress(Exception):  # S3 may be gone when this runs late
+                self.flush_capture()
+
+        self._start(retire, f"delete-{ep.name}")  # servers drain for seconds; AWS deletes asynchronously too
         return {}
 
     # -- invocations ----------------------------------------------------------------------------------------------
@@ -974,17 +979,20 @@ class LocalSageMaker:
         self._model_dir(model.get("ModelDataUrl"), server_dir / "model")
         env = {**model.get("Environment", {}), **spec.container_environment()}
         lines: list[str] = []
+        server_stack = contextlib.ExitStack()
         try:
-            with self.runner.serve(image.key, server_dir, image=image.ref, env=env) as url:
-                server = ModelServer(
-                    url, invocation_timeout=spec.invocations_timeout, max_retries=spec.invocations_max_retries
-                )
-                server.wait_until_healthy(60)
-                report = tf.run_transform(spec, server, log=lines.append)
+            url = server_stack.enter_context(self.runner.serve(image.key, server_dir, image=image.ref, env=env))
+            server = ModelServer(
+                url, invocation_timeout=spec.invocations_timeout, max_retries=spec.invocations_max_retries
+            )
+            server.wait_until_healthy(60)
+            report = tf.run_transform(spec, server, log=lines.append)
         except (tf.JobError, ServerError) as e:
             raise RunnerError(f"ClientError: {e}", "\n".join(lines)) from None
         finally:
             job.log = "\n".join(lines)
+            # A server drains for a few seconds on SIGTERM: the job's result does not wait for it (close() does).
+            self._start(server_stack.close, f"stop-server-{job.name}")
         if job.stop_requested:
             return
         if report.failures:  # no partial output: nothing is uploaded
@@ -1092,9 +1100,12 @@ class LocalSageMaker:
             with contextlib.suppress(Exception):
                 self._retire(variant)
         deadline = time.monotonic() + 30
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in threads):  # a server still starting: whatever the runner runs goes
+        while threads and time.monotonic() < deadline:  # jobs end by starting server-stopping threads: re-read
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                threads = [t for t in self._threads if t.is_alive() and t is not threading.current_thread()]
+        if threads:  # a server still starting after 30 s: whatever the runner runs goes
             self.runner.close()
         with contextlib.suppress(Exception):
             self.flush_capture()
