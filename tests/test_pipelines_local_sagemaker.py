@@ -4,6 +4,7 @@ runner: real preprocessing, training, endpoints, capture and batch transform on 
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from moto import mock_aws
 
 from algorithms.metric_definitions import definitions
 from pipelines.local import intercept
-from pipelines.local.runners import LocalRunner
+from pipelines.local.runners import DockerRunner, LocalRunner, docker_status
 from pipelines.local.sagemaker import LocalSageMaker, SageMakerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -425,3 +426,27 @@ def test_intercept_is_inert_without_a_backend():
     finally:
         if saved is not None:
             intercept.install(saved)
+
+
+@pytest.mark.container
+def test_training_job_through_the_docker_runner(env, tmp_path):
+    """The ECR URI build_push.sh prints resolves to the locally built image; the job runs in its container."""
+    usable, found = docker_status()
+    if not usable:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{found} (CI=true: container tests must run, not skip)", pytrace=False)
+        pytest.skip(found)
+    runner = DockerRunner(found)
+    with LocalSageMaker(tmp_path, runner, REGION) as backend:
+        backend.handle("CreateTrainingJob", training_request("docker-train"))
+        d = backend.wait("training", "docker-train", 300)
+        assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+        assert {m["MetricName"] for m in d["FinalMetricDataList"]} >= {"train:rmse", "test:rmse"}
+        assert "models/docker-train/output/model.tar.gz" in keys("models/docker-train/")
+        request = training_request("docker-missing-image")
+        request["AlgorithmSpecification"]["TrainingImage"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nope:1"
+        backend.handle("CreateTrainingJob", request)
+        d = backend.wait("training", "docker-missing-image", 60)
+        assert d["TrainingJobStatus"] == "Failed"
+        assert d["FailureReason"].startswith("ClientError: image 123456789012.dkr.ecr.us-east-1.amazonaws.com/nope:1")
+    assert not runner.names  # every container removed
