@@ -106,6 +106,8 @@ def _instantiate(value: Any, shape: Shape, path: str, problems: list[str]) -> An
         return [_instantiate(item, shape.member, f"{path}[{i}]", problems) for i, item in enumerate(value)]
     if shape.type_name == "map" and isinstance(value, dict):
         return {k: _instantiate(v, shape.value, f"{path}.{k}", problems) for k, v in value.items()}
+    if isinstance(value, str) and "${" in value:
+        return _placeholder(shape)  # a DefinitionSubstitution: its value comes with the deployment
     if shape.type_name == "string" and shape.enum and isinstance(value, str) and value not in shape.enum:
         problems.append(f"{path}: {value!r} is not one of {', '.join(shape.enum)}")
     return value

@@ -1,10 +1,11 @@
 """The training pipeline: one state machine that preprocesses, trains, gates and deploys either algorithm.
 
-The execution input names everything a run varies (see ``EXAMPLE_INPUT``); the deployment fixes three things
+The execution input names everything a run varies (see ``EXAMPLE_INPUT``); the deployment fixes four things
 through DefinitionSubstitutions: ``${NotificationTopicArn}``, ``${QueryMetricsFunctionArn}``,
 ``${CompareBestFunctionArn}`` and ``${SageMakerRoleArn}`` (the jobs' and models' role: a fixed role, not an input,
-so that ``iam:PassRole`` can name exactly one role). Names of jobs, model and endpoint config end with the execution name, so one
-execution's resources are found by that name; the endpoint is ``<NamePrefix>-<Algorithm>`` and survives runs.
+so that ``iam:PassRole`` can name exactly one role). Names of jobs, model and endpoint config end with the
+execution name, so one execution's resources are found by that name; the endpoint is
+``<NamePrefix>-<Algorithm>`` and survives runs.
 SSM parameters written: ``/<NamePrefix>/<Algorithm>/latest-model`` (every trained model) and
 ``/<NamePrefix>/<Algorithm>/deployment`` (JSON: what the endpoint serves now, its RMSE and baselines).
 """
@@ -178,8 +179,7 @@ def _baselines(on_error: str) -> dict[str, Any]:
         },
         sync=True,
         on_error=on_error,
-        result_selector={"Uri.$": "$.ProcessingOutputConfig.Outputs[0].S3Output.S3Uri"},
-        result_path="$",
+        result_path=None,
         comment="statistics.json and constraints.json of the training data (our monitor image, `baseline`)",
     )
     predictions = asl.sagemaker(
@@ -220,8 +220,7 @@ def _baselines(on_error: str) -> dict[str, Any]:
         },
         sync=True,
         on_error=on_error,
-        result_selector={"Uri.$": "$.ProcessingOutputConfig.Outputs[0].S3Output.S3Uri"},
-        result_path="$",
+        result_path=None,
         comment="regression metrics and constraints from (label, prediction) pairs",
     )
     # Branch errors surface as the Parallel state's error, which the Parallel's own Catch notifies.
@@ -237,8 +236,7 @@ def _baselines(on_error: str) -> dict[str, Any]:
                 "States": {VALIDATION_PREDICTIONS: predictions, QUALITY_BASELINE: model_quality},
             },
         ],
-        "ResultSelector": {"DataQualityUri.$": "$[0].Uri", "ModelQualityUri.$": "$[1].Uri"},
-        "ResultPath": "$.Baselines",
+        "ResultPath": None,  # where the baselines are is known from the run's names
         "Catch": asl.catch(on_error),
         "Next": ENDPOINT_CONFIG,
     }
@@ -588,8 +586,8 @@ def definition() -> dict[str, Any]:
             "ModelArtifacts.$": "$.Training.ModelArtifacts",
             "Rmse.$": "$.Evaluation.Rmse",
             "Metrics.$": "$.Evaluation.Metrics",
-            "DataQualityBaselineUri.$": "$.Baselines.DataQualityUri",
-            "ModelQualityBaselineUri.$": "$.Baselines.ModelQualityUri",
+            "DataQualityBaselineUri.$": "$.Names.DataBaselineUri",
+            "ModelQualityBaselineUri.$": "$.Names.QualityBaselineUri",
             "CaptureUri.$": "$.Names.CaptureUri",
             "ExecutionName.$": "$$.Execution.Name",
             "DeployedAt.$": "$$.State.EnteredTime",

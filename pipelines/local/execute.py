@@ -1,0 +1,241 @@
+"""The pipelines' AWS on this machine: moto in-process, our SageMaker backend, Lambdas bound to our handlers.
+
+``LocalAws`` stands up what the template deploys (SNS topic, the two Lambdas, the state machines with their
+DefinitionSubstitutions) and executes the checked-in definitions unchanged in moto's ASL interpreter:
+
+    with LocalAws(workdir, runner) as aws:
+        aws.upload(Path("cardata/car_prices.csv"), "data/training/car_prices.csv")
+        result = aws.execute("training", aws.training_input("xgboost"), on_event=print)
+
+SageMaker calls reach ``LocalSageMaker`` (real images through Docker, or the entry points as processes); every
+SNS message is delivered to an SQS queue subscribed to the topic, so a run's notifications can be read back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from pipelines import definitions, training
+from pipelines.lambdas import compare_best, query_metrics
+from pipelines.local import functions, intercept, stepfunctions
+from pipelines.local.runners import Runner
+from pipelines.local.sagemaker import LocalSageMaker
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+BUCKET = "byoc-artifacts-local"
+PREFIX = "cars"
+FUNCTIONS = {"byoc-query-metrics": query_metrics.handler, "byoc-compare-best": compare_best.handler}
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+EXECUTION_TIMEOUT_S = 1800
+
+
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
+
+
+@dataclass
+class StateRun:
+    name: str
+    entered: datetime
+    exited: datetime | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.exited is None else (self.exited - self.entered).total_seconds()
+
+
+@dataclass
+class Execution:
+    name: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    states: list[StateRun] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)  # SNS Subject / Message published by this run
+    seconds: float = 0.0
+
+    def visited(self) -> list[str]:
+        return [s.name for s in self.states]
+
+
+class LocalAws:
+    def __init__(self, workdir: Path, runner: Runner):
+        self.workdir = workdir
+        self.runner = runner
+        self._stack = contextlib.ExitStack()
+        self.sagemaker: LocalSageMaker | None = None
+        self.machines: dict[str, str] = {}
+        self.topic_arn = ""
+        self._queue_url = ""
+
+    # -- setting up ---------------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalAws:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        for key, value in {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
+            self._stack.enter_context(_env(key, value))
+        self.sagemaker = LocalSageMaker(self.workdir / "sagemaker", self.runner, region=REGION, account=ACCOUNT)
+        self._stack.callback(self.sagemaker.close)
+        # hooks first: sessions made inside the mock read the built-in handlers when they are created
+        self._stack.enter_context(intercept.installed(self.sagemaker))
+        self._stack.enter_context(functions.bound(FUNCTIONS))
+        self._stack.enter_context(stepfunctions.integrations())
+        self._stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        self.client("s3").create_bucket(Bucket=BUCKET)
+        sns, sqs = self.client("sns"), self.client("sqs")
+        self.topic_arn = sns.create_topic(Name=f"{PREFIX}-pipelines")["TopicArn"]
+        self._queue_url = sqs.create_queue(QueueName=f"{PREFIX}-notifications")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])["Attributes"]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn["QueueArn"])
+        iam = self.client("iam")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                 "Principal": {"Service": ["states.amazonaws.com", "sagemaker.amazonaws.com"]}}]}  # fmt: skip
+        role = iam.create_role(RoleName="byoc-local", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        self.role_arn = role
+        substitutions = {
+            "NotificationTopicArn": self.topic_arn,
+            "QueryMetricsFunctionArn": _arn("lambda", "function:byoc-query-metrics"),
+            "CompareBestFunctionArn": _arn("lambda", "function:byoc-compare-best"),
+            "SageMakerRoleArn": role,
+        }
+        sfn = self.client("stepfunctions")
+        for name in definitions.BUILDERS:
+            text = definitions.substitute(definitions.path(name).read_text(), substitutions)
+            arn = sfn.create_state_machine(name=f"{PREFIX}-{name}", definition=text, roleArn=role)["stateMachineArn"]
+            self.machines[name] = arn
+
+    @staticmethod
+    def client(service: str):
+        return boto3.client(service, region_name=REGION)
+
+    def upload(self, source: Path, key: str) -> str:
+        self.client("s3").upload_file(str(source), BUCKET, key)
+        return f"s3://{BUCKET}/{key}"
+
+    def training_input(self, algorithm: str, data_uri: str, **overrides: Any) -> dict[str, Any]:
+        """The example input with this machine's images, role, bucket, and a short endpoint poll."""
+        return {
+            **training.EXAMPLE_INPUT,
+            "Algorithm": algorithm,
+            "NamePrefix": PREFIX,
+            "DataUri": data_uri,
+            "ArtifactsUri": f"s3://{BUCKET}/pipelines",
+            "TrainingImage": f"byoc-{algorithm}:latest",
+            "ProcessingImage": "byoc-monitor:latest",
+            "PollSeconds": 1,
+            **overrides,
+        }
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def execute(
+        self, machine: str, payload: dict[str, Any], name: str, on_event: Callable[[str], None] | None = None
+    ) -> Execution:
+        """Start an execution and follow it to its end, reporting each state as it is entered and left."""
+        sfn = self.client("stepfunctions")
+        t0 = time.perf_counter()
+        arn = sfn.start_execution(stateMachineArn=self.machines[machine], name=name, input=json.dumps(payload))[
+            "executionArn"
+        ]
+        seen = 0
+        runs: list[StateRun] = []
+        open_runs: dict[str, StateRun] = {}
+        deadline = time.monotonic() + EXECUTION_TIMEOUT_S
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            for event in events[seen:]:
+                self._follow(event, runs, open_runs, on_event)
+            seen = len(events)
+            if described["status"] in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                sfn.stop_execution(executionArn=arn, error="LocalTimeout", cause="local execution took too long")
+                raise TimeoutError(f"execution {name} did not end within {EXECUTION_TIMEOUT_S} s")
+            time.sleep(0.2)
+        output = described.get("output")
+        return Execution(
+            name=name,
+            status=described["status"],
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            states=runs,
+            messages=self.notifications(),
+            seconds=time.perf_counter() - t0,
+        )
+
+    @staticmethod
+    def _follow(event: dict, runs: list[StateRun], open_runs: dict[str, StateRun], on_event) -> None:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            run = StateRun(name, event["timestamp"])
+            runs.append(run)
+            open_runs[name] = run
+            if on_event:
+                on_event(f"-> {name}")
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            run = open_runs.pop(name, None)
+            if run is not None:
+                run.exited = event["timestamp"]
+                if on_event:
+                    on_event(f"<- {name} ({run.seconds:.1f} s)")
+        elif kind in ("TaskFailed", "ExecutionFailed") and on_event:
+            details = event.get("taskFailedEventDetails") or event.get("executionFailedEventDetails") or {}
+            cause = " ".join(str(details.get("cause", "")).split())
+            on_event(f"   {kind} {details.get('error', '')}: {cause[:300]}")
+
+    def notifications(self) -> list[dict[str, str]]:
+        """SNS messages published since the last call (each delivered once to the subscribed queue)."""
+        sqs = self.client("sqs")
+        out = []
+        while True:
+            got = sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return out
+            for m in got:
+                body = json.loads(m["Body"])
+                out.append({"Subject": body.get("Subject", ""), "Message": body.get("Message", "")})
+                sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def parameter(self, name: str) -> str | None:
+        try:
+            return self.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        except self.client("ssm").exceptions.ParameterNotFound:
+            return None
+
+
+@contextlib.contextmanager
+def _env(key: str, value: str) -> Iterator[None]:
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
