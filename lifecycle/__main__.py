@@ -1,17 +1,18 @@
 """The main job: the whole local lifecycle on the bundled real data (the README's main command, `make demo`).
 
-    python -m lifecycle [--runner auto|docker|local] [--workdir build/lifecycle] [--registry build/registry.json]
-                        [--rmse-threshold 4000] [--rule max] [--quality-tolerance 25] [--capture-sampling 100]
+    python -m lifecycle [--runner auto|docker|local] [--workdir build/lifecycle] [--rmse-threshold 4000]
+                        [--rule max] [--quality-tolerance 25] [--capture-sampling 100]
                         [--data cardata/car_prices.csv] [--image-tag latest]
 
-Steps: 1 preprocess, 2 train both algorithms, 3 gate each model (threshold and previous best, local registry),
-4 serve the approved models, 5 data- and model-quality baselines, 6 real-time requests through the combiner with
-data capture, 7 batch transform of a scoring file with record ids, 8 monitoring (captures, batch output, a drifted
-batch; evaluate; HTML report); then where every artifact is.
+Steps: 1 the training pipeline (the Step Functions state machine in pipelines/, executed in moto's ASL
+interpreter with our images as the SageMaker jobs and endpoints), once per algorithm: preprocess, train, gate,
+baselines, endpoint with data capture; 2 the model-quality constraints widened for a small split; 3 real-time
+requests through the combiner to both endpoints; 4 batch transform of a scoring file with record ids;
+5 monitoring (captures, batch output, a drifted batch; evaluate; HTML report); then where every artifact is.
 
-Exit codes: 0 done (also when the gate rejected a model and the registry's best was served instead); 1 a step
-failed (its name and a one-line reason are printed; also when no approved model exists for an algorithm);
-2 bad command line; 130 interrupted. Containers are removed on every exit path.
+Every run is a fresh (local) AWS account: the first model of each algorithm is deployed unless its RMSE is above
+--rmse-threshold. Exit codes: 0 done; 1 a step failed (its name and a one-line reason are printed; also when a
+pipeline deployed nothing); 2 bad command line; 130 interrupted. Containers are removed on every exit path.
 """
 
 from __future__ import annotations
@@ -60,12 +61,6 @@ def parser() -> argparse.ArgumentParser:
         "else local processes",
     )
     p.add_argument("--workdir", type=Path, default=REPO / "build" / "lifecycle", help="wiped at every run")
-    p.add_argument(
-        "--registry",
-        type=Path,
-        default=REPO / "build" / "registry.json",
-        help="model registry file; kept across runs (approved models beside it in <name>-models/)",
-    )
     p.add_argument("--rmse-threshold", type=_positive, default=4000.0, help="gate: highest test RMSE (default 4000)")
     p.add_argument(
         "--rule",
@@ -92,9 +87,7 @@ def _interrupt(signum, frame):  # SIGTERM takes the same cleanup path as Ctrl-C
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    work, registry = args.workdir.resolve(), args.registry.resolve()
-    if registry.is_relative_to(work):
-        parser().error(f"--registry {registry} is inside --workdir {work}, which every run wipes")
+    work = args.workdir.resolve()
     if not args.data.is_file():
         parser().error(f"--data {args.data}: no such file")
     signal.signal(signal.SIGTERM, _interrupt)
@@ -102,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(pipeline.STEPS)
     options = pipeline.Options(
         work,
-        registry,
         args.data.resolve(),
         args.rmse_threshold,
         args.rule,
@@ -116,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.say(f"Local lifecycle on {args.data}")
         progress.say(f"runner:   {runner.describe()}")
         progress.say(f"work dir: {work}")
-        progress.say(f"registry: {registry}\n")
+        progress.say("")
         pipeline.prepare_workdir(work)
         pipeline.run(options, runner, progress)
     except StepFailed as e:

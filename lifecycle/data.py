@@ -13,7 +13,6 @@ from pathlib import Path
 
 from algorithms.schema import Schema
 from cardata.synthetic import DRIFTS
-from lifecycle.registry import sha256_files
 
 SPLITS = ("train", "validation", "test")
 DRIFT = DRIFTS["older-high-mileage"]  # the synthetic generator's shift, applied to the real test split
@@ -101,7 +100,3 @@ def write_ground_truth(labels: dict[str, str], root: Path, when: datetime) -> Pa
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def data_hash(splits: Path) -> str:
-    return sha256_files(sorted(p for s in SPLITS for p in (splits / s).iterdir() if p.is_file()))

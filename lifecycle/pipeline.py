@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -12,8 +11,7 @@ from typing import Any
 
 from lifecycle import batch, data, realtime, watch
 from lifecycle.progress import Progress, StepFailed
-from lifecycle.registry import APPROVED, KEPT, Registry
-from pipelines.local.jobs import layout_training
+from pipelines.local.execute import LocalAws
 from pipelines.local.runners import Runner
 
 ALGORITHMS = ("xgboost", "linear")
@@ -22,13 +20,12 @@ HYPERPARAMETERS = {
     "linear": {"predictor_type": "regressor", "epochs": 30},
 }
 MARKER = ".lifecycle-workdir"
-STEPS = 8
+STEPS = 5
 
 
 @dataclass(frozen=True)
 class Options:
     workdir: Path
-    registry: Path
     data: Path
     rmse_threshold: float
     rule: str
@@ -51,176 +48,152 @@ def prepare_workdir(work: Path) -> None:
 
 def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
     work = options.workdir
-    jobs = work / "jobs"  # one /opt/ml tree per processing job
+    jobs = work / "jobs"  # one /opt/ml tree per monitoring job
     art: dict[str, Path] = {}  # what the closing list shows
-    summary: dict[str, Any] = {"runner": runner.name, "workdir": str(work), "registry": str(options.registry)}
+    summary: dict[str, Any] = {"runner": runner.name, "workdir": str(work)}
+    with LocalAws(work / "aws", runner) as aws:
+        _run(options, runner, progress, aws, work, jobs, art, summary)
+    summary["artifacts"] = {k: str(v) for k, v in art.items()}
+    summary["timings"] = {name: round(t, 2) for name, t in progress.timings}
+    (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    art["this run's summary"] = work / "summary.json"
+    progress.say("\nArtifacts:")
+    width = max(len(k) for k in art)
+    for key, path in art.items():
+        progress.say(f"  {key:<{width}}  {path}")
+    return summary
 
+
+def _train(options: Options, progress: Progress, aws: LocalAws, work: Path, art: dict, summary: dict) -> dict:
+    """Step 1: one execution of the training state machine per algorithm; what they deployed, downloaded."""
+    data_uri = aws.upload(options.data, f"data/training/{options.data.name}")
+    executions = {}
+    for algorithm in ALGORITHMS:
+        payload = aws.training_input(
+            algorithm,
+            data_uri,
+            HyperParameters={k: str(v) for k, v in HYPERPARAMETERS[algorithm].items()},
+            RmseThreshold=options.rmse_threshold,
+            CaptureSamplingPercentage=round(options.sampling),
+        )
+        name = f"{algorithm}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        progress.detail(f"{algorithm}: execution {name} of the training state machine")
+        result = aws.execute("training", payload, name)
+        for state in result.states:
+            progress.detail(f"  {state.name:<30} {state.seconds or 0:6.1f} s")
+        for message in result.messages:
+            progress.detail(f"  SNS: {message['Subject']}")
+        executions[algorithm] = result
+        if result.status != "SUCCEEDED" or not isinstance(result.output, dict) or "EndpointName" not in result.output:
+            why = result.messages[-1]["Message"] if result.messages else f"{result.error}: {result.cause}"
+            raise StepFailed(f"the {algorithm} training pipeline deployed nothing ({result.status}): {why}")
+        m = result.output["Metrics"]
+        progress.detail(
+            f"  deployed: test rmse {m['test:rmse']:,.1f}  mae {m['test:mae']:,.1f}  r2 {m['test:r2']:.4f}"
+            f" -> endpoint {result.output['EndpointName']} ({result.seconds:.1f} s)"
+        )
+    summary["pipeline"] = {
+        a: {"status": r.status, "seconds": round(r.seconds, 2), "deployment": r.output,
+            "states": [[s.name, round(s.seconds or 0, 2)] for s in r.states],
+            "notifications": [m["Subject"] for m in r.messages]}
+        for a, r in executions.items()
+    }  # fmt: skip
+    deployed = {a: r.output for a, r in executions.items()}
+    first = deployed[ALGORITHMS[0]]
+    splits, baselines = work / "splits", work / "baselines"
+    aws.download(first["DataQualityBaselineUri"].rsplit("/baselines/", 1)[0] + "/preprocessed", splits)
+    aws.download(first["DataQualityBaselineUri"], baselines / "data")
+    for a, record in deployed.items():
+        aws.download(record["ModelQualityBaselineUri"], baselines / f"quality-{a}")
+        aws.extract(record["ModelArtifacts"], work / "models" / a / "model")
+    art["state machine executions"] = work / "aws"
+    art["splits + schema.json"] = splits
+    art["deployed models"] = work / "models"
+    return deployed
+
+
+def _run(options, runner, progress, aws: LocalAws, work: Path, jobs: Path, art: dict, summary: dict) -> None:
     # 1 -------------------------------------------------------------------------------------------------------
-    with progress.step(
-        "preprocess", "preprocess: the processing job splits the real data (train/validation/test)"
-    ) as r:
-        raw = work / "raw"
-        raw.mkdir()
-        shutil.copy(options.data, raw / options.data.name)
-        splits = work / "splits"
-        job = runner.preprocess(jobs / "preprocess", raw, splits)
-        if not job.ok:
-            raise StepFailed(job.reason(), job.log)
-        art["splits + schema.json"] = splits
-        r.ok(job.last_line().split(" written to ")[0].rstrip("; "))
+    with progress.step("pipeline", "training pipeline: the state machine, once per algorithm (Step Functions)") as r:
+        deployed = _train(options, progress, aws, work, art, summary)
+        r.ok(", ".join(f"{a} deployed to {d['EndpointName']} (rmse {d['Rmse']:,.1f})" for a, d in deployed.items()))
+    splits, baselines = work / "splits", work / "baselines"
+    serving = {a: work / "models" / a for a in ALGORITHMS}
 
     # 2 -------------------------------------------------------------------------------------------------------
-    evaluations: dict[str, dict[str, Any]] = {}
-    with progress.step("train", "train: one training job per algorithm, each in its own /opt/ml tree") as r:
-        channels = {c: splits / c for c in data.SPLITS}
+    with progress.step("baselines", "baselines: the pipeline's, model quality widened for a small split") as r:
+        lines = []
         for algorithm in ALGORITHMS:
-            base = layout_training(work / "training" / algorithm / "opt_ml", channels, HYPERPARAMETERS[algorithm])
-            job = runner.train(algorithm, base)
-            if not job.ok:
-                raise StepFailed(f"training {algorithm}: {job.reason()}", job.log)
-            evaluations[algorithm] = json.loads((base / "output" / "data" / "evaluation.json").read_text())
-            m = evaluations[algorithm]["regression_metrics"]
+            m = json.loads((baselines / f"quality-{algorithm}" / "statistics.json").read_text())
+            limits = watch.widen_quality_constraints(baselines / f"quality-{algorithm}", options.quality_tolerance)
+            rmse = m["regression_metrics"]["rmse"]["value"]
+            lines.append(f"{algorithm} validation rmse {rmse:,.1f}")
             progress.detail(
-                f"{algorithm:<8} test rmse {m['rmse']['value']:>8,.1f}  mae {m['mae']['value']:>8,.1f}  "
-                f"r2 {m['r2']['value']:.4f}   model: {base / 'model'}"
+                f"{algorithm:<8} model quality: validation rmse {rmse:,.1f} -> constraint rmse <= "
+                f"{limits['rmse']:,.1f}, r2 >= {limits['r2']:.4f} (+{options.quality_tolerance:.0%} tolerance)"
             )
-        art["trained models (this run)"] = work / "training"
-        r.ok(f"{len(ALGORITHMS)} models trained")
+        art["baselines"] = baselines
+        r.ok("; ".join(lines))
 
-    # 3 -------------------------------------------------------------------------------------------------------
-    registry = Registry(options.registry)
-    serving: dict[str, Path] = {}
-    with progress.step("gate", f"gate: test RMSE <= {options.rmse_threshold:,.0f} and not worse than the best") as r:
-        digest = data.data_hash(splits)
-        decisions = {}
-        for algorithm in ALGORITHMS:
-            d = registry.gate(
-                algorithm,
-                work / "training" / algorithm / "opt_ml",
-                evaluations[algorithm],
-                threshold=options.rmse_threshold,
-                data_hash=digest,
-                runner=runner.name,
-            )
-            decisions[algorithm] = d
-            using = f"v{d.serving['version']}" if d.serving else "none"
-            progress.detail(f"{algorithm:<8} {d.status.upper():<9} {d.reason}; serving {using}")
-            if d.status not in (APPROVED, KEPT):
-                progress.detail(
-                    f"         notification (the pipeline's SNS topic): {algorithm} model rejected: {d.reason}"
-                )
-        summary["gate"] = {
-            a: {
-                "status": d.status,
-                "reason": d.reason,
-                "rmse": d.rmse,
-                "serving_version": (d.serving or {}).get("version"),
-            }
-            for a, d in decisions.items()
+    # Requests go to the endpoints (their capture proxies); batch transforms straight to the model servers, as a
+    # transform job's own containers are not behind the endpoint's data capture.
+    urls = {a: aws.sagemaker.endpoint_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
+    servers = {a: aws.sagemaker.server_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
+
+    # 3 ---------------------------------------------------------------------------------------------------
+    capture_dir, truth_dir = work / "capture", work / "ground_truth"
+    test = data.Split.read(splits / "test", "test")
+    with progress.step("realtime", "real time: combiner Lambda + endpoints behind data capture") as r:
+        traffic = realtime.run(urls, test, options.rule)  # the endpoints capture, as their config says
+        aws.sagemaker.flush_capture()
+        aws.download(deployed["xgboost"]["CaptureUri"], capture_dir)
+        captured = {a: {"captured": realtime.count_captured(capture_dir / realtime.ENDPOINTS[a])}
+                    for a in ALGORITHMS}  # fmt: skip
+        data.write_ground_truth(traffic.labelled, truth_dir, datetime.now(UTC))
+        progress.detail(
+            f"combiner (COMBINE_RULE={options.rule}), {len(traffic.table) - 1} test records; "
+            "CSV, JSON and JSON Lines requests got the same answer:"
+        )
+        for line in traffic.table:
+            progress.detail("  " + line)
+        n_captured = sum(c.get("captured", 0) for c in captured.values())
+        summary["realtime"] = {
+            "requests": traffic.requests,
+            "captured": captured,
+            "combined_checked": traffic.combined_checked,
+            "predictions": traffic.predictions,
+            "table": traffic.table,
         }
-        missing = [a for a, d in decisions.items() if d.version_dir is None]
-        if missing:
-            raise StepFailed(
-                f"no approved {' or '.join(missing)} model: "
-                + "; ".join(f"{a} {decisions[a].reason}" for a in missing)
-                + f"; and the registry {options.registry} holds no earlier approved one"
-            )
-        serving = {a: d.version_dir for a, d in decisions.items()}
-        art["registry"] = registry.path
-        art["registered models"] = registry.models_root
-        r.ok(", ".join(f"{a} {d.status} (serving v{d.serving['version']})" for a, d in decisions.items()))
+        art["data capture"] = capture_dir
+        art["ground truth"] = truth_dir
+        r.ok(
+            f"{traffic.requests} requests ({len(test.rows)} test records with an InferenceId to each endpoint, "
+            f"3 through the combiner); {n_captured} capture lines; {len(traffic.labelled)} ground-truth labels"
+        )
 
-    with contextlib.ExitStack() as servers:
-        # 4 ---------------------------------------------------------------------------------------------------
-        urls: dict[str, str] = {}
-        with progress.step("serve", "serve: one model server per approved model (the endpoints)") as r:
-            for algorithm in ALGORITHMS:
-                urls[algorithm] = servers.enter_context(runner.serve(algorithm, serving[algorithm]))
-                progress.detail(f"{algorithm:<8} {urls[algorithm]}  model {serving[algorithm] / 'model'}")
-            r.ok("both answer /ping")
+    # 4 ---------------------------------------------------------------------------------------------------
+    batch_dir = work / "batch"
+    with progress.step("batch", "batch transform: scoring file with record ids, filters and join") as r:
+        scoring = data.write_scoring(test, batch_dir / "input" / "scoring.csv")
+        out = batch.transform(servers["xgboost"], scoring, batch_dir / "output")
+        lines = out.read_text().splitlines()
+        if len(lines) != len(test.rows):
+            raise StepFailed(f"{out} holds {len(lines)} lines for {len(test.rows)} records")
+        progress.detail("--input-filter '$[1:]' --join-source Input --output-filter '$[0,-1]' (id,prediction):")
+        for line in lines[:3]:
+            progress.detail("  " + line)
+        # for the monitor: the whole joined record (id, features, prediction), real and drifted
+        joined = batch.transform(servers["xgboost"], scoring, batch_dir / "joined", batch.WHOLE_RECORD)
+        drifted_in = data.write_scoring(
+            test, batch_dir / "drifted-input" / "scoring-drifted.csv", data.drifted_rows(test)
+        )
+        drifted = batch.transform(servers["xgboost"], drifted_in, batch_dir / "drifted", batch.WHOLE_RECORD)
+        art["batch output (id,prediction)"] = out
+        art["batch output (joined)"] = joined
+        art["drifted batch output"] = drifted
+        r.ok(f"{len(lines)} records scored by xgboost: {out}")
 
-        # 5 ---------------------------------------------------------------------------------------------------
-        baselines = work / "baselines"
-        with progress.step("baselines", "baselines: data quality (train split), model quality (validation)") as r:
-            job = runner.baseline(jobs / "baseline-data", splits / "train", baselines / "data")
-            if not job.ok:
-                raise StepFailed(f"data-quality baseline: {job.reason()}", job.log)
-            lines = [f"data quality: {job.last_line().split(' written to ')[0]}"]
-            for algorithm in ALGORITHMS:
-                scored = batch.transform(
-                    urls[algorithm], splits / "validation" / "validation.csv", baselines / f"scored-{algorithm}"
-                )
-                job = runner.baseline(  # reads the transform's validation.csv.out: label,prediction
-                    jobs / f"baseline-quality-{algorithm}",
-                    scored.parent,
-                    baselines / f"quality-{algorithm}",
-                    model_quality=True,
-                )
-                if not job.ok:
-                    raise StepFailed(f"model-quality baseline of {algorithm}: {job.reason()}", job.log)
-                m = json.loads((baselines / f"quality-{algorithm}" / "statistics.json").read_text())
-                limits = watch.widen_quality_constraints(baselines / f"quality-{algorithm}", options.quality_tolerance)
-                rmse = m["regression_metrics"]["rmse"]["value"]
-                lines.append(f"{algorithm} validation rmse {rmse:,.1f}")
-                progress.detail(
-                    f"{algorithm:<8} model quality: validation rmse {rmse:,.1f} -> constraint rmse <= "
-                    f"{limits['rmse']:,.1f}, r2 >= {limits['r2']:.4f} (+{options.quality_tolerance:.0%} tolerance)"
-                )
-            art["baselines"] = baselines
-            r.ok("; ".join(lines))
-
-        # 6 ---------------------------------------------------------------------------------------------------
-        capture_dir, truth_dir = work / "capture", work / "ground_truth"
-        test = data.Split.read(splits / "test", "test")
-        with progress.step("realtime", "real time: combiner Lambda + endpoints behind data capture") as r:
-            with realtime.capturing(urls, capture_dir, options.sampling) as proxies:
-                traffic = realtime.run({a: p.url for a, p in proxies.items()}, test, options.rule)
-            captured = {a: dict(p.stats) for a, p in proxies.items()}
-            data.write_ground_truth(traffic.labelled, truth_dir, datetime.now(UTC))
-            progress.detail(
-                f"combiner (COMBINE_RULE={options.rule}), {len(traffic.table) - 1} test records; "
-                "CSV, JSON and JSON Lines requests got the same answer:"
-            )
-            for line in traffic.table:
-                progress.detail("  " + line)
-            n_captured = sum(c.get("captured", 0) for c in captured.values())
-            summary["realtime"] = {
-                "requests": traffic.requests,
-                "captured": captured,
-                "combined_checked": traffic.combined_checked,
-                "predictions": traffic.predictions,
-                "table": traffic.table,
-            }
-            art["data capture"] = capture_dir
-            art["ground truth"] = truth_dir
-            r.ok(
-                f"{traffic.requests} requests ({len(test.rows)} test records with an InferenceId to each endpoint, "
-                f"3 through the combiner); {n_captured} capture lines; {len(traffic.labelled)} ground-truth labels"
-            )
-
-        # 7 ---------------------------------------------------------------------------------------------------
-        batch_dir = work / "batch"
-        with progress.step("batch", "batch transform: scoring file with record ids, filters and join") as r:
-            scoring = data.write_scoring(test, batch_dir / "input" / "scoring.csv")
-            out = batch.transform(urls["xgboost"], scoring, batch_dir / "output")
-            lines = out.read_text().splitlines()
-            if len(lines) != len(test.rows):
-                raise StepFailed(f"{out} holds {len(lines)} lines for {len(test.rows)} records")
-            progress.detail("--input-filter '$[1:]' --join-source Input --output-filter '$[0,-1]' (id,prediction):")
-            for line in lines[:3]:
-                progress.detail("  " + line)
-            # for the monitor: the whole joined record (id, features, prediction), real and drifted
-            joined = batch.transform(urls["xgboost"], scoring, batch_dir / "joined", batch.WHOLE_RECORD)
-            drifted_in = data.write_scoring(
-                test, batch_dir / "drifted-input" / "scoring-drifted.csv", data.drifted_rows(test)
-            )
-            drifted = batch.transform(urls["xgboost"], drifted_in, batch_dir / "drifted", batch.WHOLE_RECORD)
-            art["batch output (id,prediction)"] = out
-            art["batch output (joined)"] = joined
-            art["drifted batch output"] = drifted
-            r.ok(f"{len(lines)} records scored by xgboost: {out}")
-
-    # 8 -----------------------------------------------------------------------------------------------------------
+    # 5 -----------------------------------------------------------------------------------------------------------
     monitoring = work / "monitoring"
     with progress.step("monitor", "monitoring: data and model drift on real-time captures and batch outputs") as r:
         start = traffic.start.replace(microsecond=0)
@@ -255,13 +228,3 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
             f"{len(runs)} monitor runs; drifted batch {'drifts' if drift else 'does NOT drift'} on mileage; "
             f"report {index}"
         )
-
-    summary["artifacts"] = {k: str(v) for k, v in art.items()}
-    summary["timings"] = {name: round(t, 2) for name, t in progress.timings}
-    (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    art["this run's summary"] = work / "summary.json"
-    progress.say("\nArtifacts:")
-    width = max(len(k) for k in art)
-    for key, path in art.items():
-        progress.say(f"  {key:<{width}}  {path}")
-    return summary

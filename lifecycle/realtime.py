@@ -1,5 +1,5 @@
-"""The real-time path: each served model behind a capturing proxy (local_mode.capture, where SageMaker's data
-capture would write), the combiner Lambda's handler with API Gateway proxy events, and client traffic that
+"""The real-time path: the endpoints the training pipeline deployed (their data capture on, as the endpoint config
+says), the combiner Lambda's handler with API Gateway proxy events, and client traffic that
 carries an InferenceId per record so ground truth can be merged later.
 
 Why the labelled traffic goes to the endpoints directly: the combiner (serving/combiner.py) forwards no
@@ -9,12 +9,11 @@ predictions joined with ground truth calls InvokeEndpoint with ``InferenceId``, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,10 +21,11 @@ from pathlib import Path
 
 from lifecycle.data import Split, csv_line
 from lifecycle.progress import StepFailed
-from local_mode.capture import INFERENCE_ID_HEADER, CaptureProxy
+from local_mode.capture import INFERENCE_ID_HEADER
+from pipelines.local.execute import PREFIX
 from serving import combiner
 
-ENDPOINTS = {"xgboost": "car-prices-xgboost", "linear": "car-prices-linear"}
+ENDPOINTS = {a: f"{PREFIX}-{a}" for a in ("xgboost", "linear")}  # what the training pipeline names them
 DEMO_ROWS = 5
 CLIENT_THREADS = 4
 
@@ -42,13 +42,9 @@ class Traffic:
     captured: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def capturing(urls: Mapping[str, str], dest: Path, sampling: float) -> Iterator[dict[str, CaptureProxy]]:
-    proxies = {a: CaptureProxy(url, dest, ENDPOINTS[a], sampling_percentage=sampling) for a, url in urls.items()}
-    with contextlib.ExitStack() as stack:
-        for proxy in proxies.values():
-            stack.enter_context(proxy)
-        yield proxies
+def count_captured(folder: Path) -> int:
+    """Capture lines (one per sampled request) under an endpoint's capture folder."""
+    return sum(len(p.read_bytes().splitlines()) for p in folder.rglob("*.jsonl"))
 
 
 def _post(url: str, body: bytes, content_type: str, accept: str, inference_id: str | None = None) -> str:

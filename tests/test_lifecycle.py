@@ -1,9 +1,9 @@
 """The main job end to end: `python -m lifecycle` as a subprocess on the bundled real data.
 
-One run with a fresh registry (session fixture) is inspected by most tests; a second run on the same registry
-shows the gate keeping the identical model, a run with a tiny threshold shows rejections (served: the registry's
-best, exit 0), and a fresh registry with a tiny threshold has nothing to serve (exit 1). The Docker runner runs
-once, marked ``container`` (skipped without an engine or the images, except in CI).
+One run (session fixture) is inspected by most tests: its first step is the training state machine, executed
+once per algorithm. A run with a tiny threshold has nothing deployed (exit 1). Every path of the state machine
+itself is tested in tests/test_pipelines_training.py. The Docker runner runs once, marked ``container`` (skipped
+without an engine or the images, except in CI).
 """
 
 from __future__ import annotations
@@ -28,36 +28,28 @@ class Run:
     stdout: str
     stderr: str
     workdir: Path
-    registry: Path
 
     @property
     def summary(self) -> dict:
         return json.loads((self.workdir / "summary.json").read_text())
 
 
-def lifecycle(workdir: Path, registry: Path, *args: str) -> Run:
+def lifecycle(workdir: Path, *args: str) -> Run:
     proc = subprocess.run(
-        [sys.executable, "-m", "lifecycle", "--workdir", str(workdir), "--registry", str(registry), *args],
+        [sys.executable, "-m", "lifecycle", "--workdir", str(workdir), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         check=False,
     )
-    return Run(proc.returncode, proc.stdout, proc.stderr, workdir, registry)
+    return Run(proc.returncode, proc.stdout, proc.stderr, workdir)
 
 
 @pytest.fixture(scope="session")
 def first(tmp_path_factory) -> Run:
     root = tmp_path_factory.mktemp("lifecycle")
-    return lifecycle(root / "work", root / "registry.json", "--runner", "local")
-
-
-@pytest.fixture(scope="session")
-def second(first, tmp_path_factory) -> Run:
-    """The same command again, on the registry of the first run."""
-    assert first.returncode == 0, first.stderr
-    return lifecycle(tmp_path_factory.mktemp("second") / "work", first.registry, "--runner", "local")
+    return lifecycle(root / "work", "--runner", "local")
 
 
 def test_first_run_completes_every_step(first):
@@ -65,25 +57,28 @@ def test_first_run_completes_every_step(first):
     assert "Traceback" not in first.stdout + first.stderr
     out = first.stdout
     assert "runner:   local processes (requested with --runner local)" in out
-    for n in range(1, 9):
-        assert f"[{n}/8] " in out
-    assert out.count("      -> ") == 8  # one result line per step, with its time
+    for n in range(1, 6):
+        assert f"[{n}/5] " in out
+    assert out.count("      -> ") == 5  # one result line per step, with its time
     assert "Artifacts:" in out and "Done in" in out
 
 
-def test_both_models_approved_and_registered(first):
-    assert "xgboost  APPROVED  test RMSE" in first.stdout
-    assert "linear   APPROVED  test RMSE" in first.stdout
-    gate = first.summary["gate"]
-    assert {a: g["status"] for a, g in gate.items()} == {"xgboost": "approved", "linear": "approved"}
-    doc = json.loads(first.registry.read_text())
-    assert doc["best"] == {"xgboost": 1, "linear": 1}
-    for entry in doc["entries"]:
-        model_dir = first.registry.parent / entry["model_dir"]
-        assert (model_dir / "schema.json").is_file()
-        assert entry["metrics"]["rmse"] <= 4000
-    assert (first.registry.parent / "registry-models" / "xgboost" / "v0001" / "model" / "xgboost-model.json").is_file()
-    assert (first.registry.parent / "registry-models" / "linear" / "v0001" / "model" / "linear-model.json").is_file()
+def test_both_models_deployed_by_the_training_state_machine(first):
+    pipeline = first.summary["pipeline"]
+    for algorithm in ("xgboost", "linear"):
+        run = pipeline[algorithm]
+        assert run["status"] == "SUCCEEDED"
+        assert run["notifications"] == [f"cars {algorithm} model deployed"]
+        states = [name for name, _ in run["states"]]
+        assert states[:2] == ["Name the run", "Preprocess data"] and states[-1] == "Deployed"
+        assert "Create endpoint" in states
+        record = run["deployment"]
+        assert record["EndpointName"] == f"cars-{algorithm}" and 0 < record["Rmse"] <= 4000
+        assert f"  {'Train model':<30}" in first.stdout
+    model = {"xgboost": "xgboost-model.json", "linear": "linear-model.json"}
+    for algorithm, name in model.items():
+        assert (first.workdir / "models" / algorithm / "model" / name).is_file()
+    assert pipeline["xgboost"]["deployment"]["Rmse"] == pytest.approx(2366.1, abs=0.1)  # seeded split and training
 
 
 def test_combined_answer_is_the_max_of_both(first):
@@ -103,7 +98,7 @@ def test_combined_answer_is_the_max_of_both(first):
 
 def test_realtime_requests_are_captured_where_sagemaker_would(first):
     test_rows = (first.workdir / "splits" / "test" / "test.csv").read_text().splitlines()
-    for endpoint in ("car-prices-xgboost", "car-prices-linear"):
+    for endpoint in ("cars-xgboost", "cars-linear"):
         files = sorted((first.workdir / "capture" / endpoint / "AllTraffic").rglob("*.jsonl"))
         assert files
         for f in files:  # <endpoint>/<variant>/yyyy/mm/dd/hh/
@@ -114,7 +109,7 @@ def test_realtime_requests_are_captured_where_sagemaker_would(first):
         ids = [rec["eventMetadata"].get("inferenceId") for rec in lines]
         assert sorted(i for i in ids if i) == [f"test-{i:04d}" for i in range(1, len(test_rows) + 1)]
         encodings = {rec["captureData"]["endpointInput"]["encoding"] for rec in lines}
-        assert encodings == {"CSV", "JSON", "BASE64"}  # application/jsonlines is not a listed content type
+        assert encodings == {"CSV", "JSON"}  # the endpoint config lists JSON Lines as a JSON content type
         assert all(rec["eventVersion"] == "0" for rec in lines)
     truth = list((first.workdir / "ground_truth").rglob("*.jsonl"))
     assert len(truth) == 1 and len(truth[0].read_text().splitlines()) == len(test_rows)
@@ -149,7 +144,7 @@ def test_drift_is_found_on_the_drifted_batch_only(first):
     for algorithm in ("xgboost", "linear"):
         mq = mon[f"realtime-{algorithm}"]["model_quality"]
         assert mq["item_count"] == 121
-        gate_rmse = first.summary["gate"][algorithm]["rmse"]
+        gate_rmse = first.summary["pipeline"][algorithm]["deployment"]["Rmse"]
         assert mq["metrics"]["rmse"]["value"] == pytest.approx(gate_rmse, rel=1e-4)  # = the test split's rmse
     assert mon["batch"]["model_quality"] is None
     # with the default 25 % tolerance the unchanged real-time traffic raises no model-quality violation
@@ -164,7 +159,7 @@ def test_report_exists(first):
     index = Path(first.summary["report"])
     assert index == first.workdir / "monitoring" / "report" / "index.html"
     html = index.read_text()
-    for target in ("car-prices-xgboost", "car-prices-linear", "car-prices-batch", "car-prices-batch-drifted"):
+    for target in ("cars-xgboost", "cars-linear", "car-prices-batch", "car-prices-batch-drifted"):
         assert f"<td>{target}</td>" in html
     assert len(list((index.parent / "runs").glob("run-*.html"))) == 4
     for name in ("realtime-xgboost", "batch-drifted"):  # and each monitor run's own page
@@ -172,51 +167,27 @@ def test_report_exists(first):
     assert str(index) in first.stdout
 
 
-def test_second_run_keeps_the_identical_models(second):
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "xgboost  KEPT      equal to the best (v1, same model files): kept the existing one" in second.stdout
-    assert "linear   KEPT      equal to the best (v1, same model files): kept the existing one" in second.stdout
-    doc = json.loads(second.registry.read_text())
-    assert doc["best"] == {"xgboost": 1, "linear": 1}
-    assert [e["status"] for e in doc["entries"]][-2:] == ["kept", "kept"]
-    assert not (second.registry.parent / "registry-models" / "xgboost" / "v0002").exists()
-
-
-def test_tiny_threshold_rejects_and_serves_the_registry_best(second, tmp_path):
-    # --quality-tolerance 0 in the same run: Model Monitor's own suggestion (the validation metrics) as thresholds
-    args = ("--runner", "local", "--rmse-threshold", "1", "--quality-tolerance", "0")
-    run = lifecycle(tmp_path / "work", second.registry, *args)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "xgboost  REJECTED  test RMSE" in run.stdout and "exceeds the threshold 1.0; serving v1" in run.stdout
-    assert "notification (the pipeline's SNS topic): xgboost model rejected: test RMSE" in run.stdout
-    assert run.summary["gate"]["xgboost"]["serving_version"] == 1
-    doc = json.loads(second.registry.read_text())
-    assert doc["best"] == {"xgboost": 1, "linear": 1}
-    assert [e["status"] for e in doc["entries"]][-2:] == ["rejected", "rejected"]
-    # the test split's xgboost rmse (~2,366) is above its validation rmse (~2,063): flagged without tolerance
-    mq = run.summary["monitoring"]["realtime-xgboost"]["model_quality"]
-    assert "rmse" in {v["metric_name"] for v in mq["violations"]}
-    evaluated = {e["run"]: e for e in run.summary["evaluate"]}
-    assert evaluated["realtime-xgboost"]["alerted"] and "rmse" in evaluated["realtime-xgboost"]["features"]
-
-
-def test_no_approved_model_fails_the_gate_step(tmp_path):
-    run = lifecycle(tmp_path / "work", tmp_path / "registry.json", "--runner", "local", "--rmse-threshold", "1")
+def test_nothing_deployed_fails_the_pipeline_step(tmp_path):
+    run = lifecycle(tmp_path / "work", "--runner", "local", "--rmse-threshold", "1")
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("lifecycle: step 3 (gate) failed: no approved xgboost or linear model: xgboost test RMSE")
-    assert "holds no earlier approved one" in last
+    assert last.startswith(
+        "lifecycle: step 1 (pipeline) failed: the xgboost training pipeline deployed nothing (FAILED)"
+    )
+    assert "is above the threshold 1" in last
+    assert "cars xgboost model rejected: RMSE above threshold" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
-    assert "[4/8]" not in run.stdout
+    assert "[2/5]" not in run.stdout
 
 
 def test_bad_data_fails_the_first_step_with_the_culprit(tmp_path):
     bad = tmp_path / "cars.csv"
     bad.write_text("price,mileage,make\n1,2,Buick\n,3,Saab\n")
-    run = lifecycle(tmp_path / "work", tmp_path / "registry.json", "--runner", "local", "--data", str(bad))
+    run = lifecycle(tmp_path / "work", "--runner", "local", "--data", str(bad))
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("lifecycle: step 1 (preprocess) failed: file ")
+    assert last.startswith("lifecycle: step 1 (pipeline) failed: the xgboost training pipeline deployed nothing")
+    # the processing job's ExitMessage, through DescribeProcessingJob and the Catch, into the SNS message
     assert "cars.csv, line 3, column 1 (price)" in last
     assert "Traceback" not in run.stderr
 
@@ -225,16 +196,10 @@ def test_refuses_to_wipe_a_folder_it_did_not_make(tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
-    run = lifecycle(precious, tmp_path / "registry.json", "--runner", "local")
+    run = lifecycle(precious, "--runner", "local")
     assert run.returncode == 1
     assert "exists, is not empty and was not made by this command" in run.stderr.strip().splitlines()[-1]
     assert (precious / "thesis.tex").read_text() == "keep me"
-
-
-def test_registry_inside_the_workdir_is_a_usage_error(tmp_path):
-    run = lifecycle(tmp_path / "work", tmp_path / "work" / "registry.json", "--runner", "local")
-    assert run.returncode == 2
-    assert "is inside --workdir" in run.stderr
 
 
 # -- the Docker runner -------------------------------------------------------------------------------------------
@@ -255,18 +220,20 @@ def test_docker_runner_runs_the_images(tmp_path):
         unavailable(f"images not built: {', '.join(missing)}; build them with scripts/build_push.sh --no-push")
     before = set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
 
-    run = lifecycle(tmp_path / "work", tmp_path / "registry.json", "--runner", "docker")
+    run = lifecycle(tmp_path / "work", "--runner", "docker")
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "runner:   docker (Docker engine" in run.stdout
     summary = run.summary
     assert summary["runner"] == "docker"
-    assert {g["status"] for g in summary["gate"].values()} == {"approved"}
+    assert {p["status"] for p in summary["pipeline"].values()} == {"SUCCEEDED"}
     assert "mileage" in {v["feature_name"] for v in summary["monitoring"]["batch-drifted"]["violations"]}
     assert Path(summary["report"]).is_file()
     after = set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
     assert after <= before  # every container removed
-    # the same entry points in the images and as local processes: byte-identical models
-    local = lifecycle(tmp_path / "local", tmp_path / "registry.json", "--runner", "local")
+    # the same entry points in the images and as local processes: identical models
+    local = lifecycle(tmp_path / "local", "--runner", "local")
     assert local.returncode == 0, local.stderr
-    assert {g["status"] for g in local.summary["gate"].values()} == {"kept"}
+    for algorithm, name in {"xgboost": "xgboost-model.json", "linear": "linear-model.json"}.items():
+        files = [w / "models" / algorithm / "model" / name for w in (tmp_path / "work", tmp_path / "local")]
+        assert files[0].read_bytes() == files[1].read_bytes()

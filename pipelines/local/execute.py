@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -220,6 +221,29 @@ class LocalAws:
                 body = json.loads(m["Body"])
                 out.append({"Subject": body.get("Subject", ""), "Message": body.get("Message", "")})
                 sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def download(self, uri: str, dest: Path) -> list[Path]:
+        """Every object under an S3 prefix into ``dest``, keeping the layout below the prefix."""
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        prefix = prefix.rstrip("/") + "/"
+        s3, out = self.client("s3"), []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                target = dest / obj["Key"][len(prefix) :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, obj["Key"], str(target))
+                out.append(target)
+        return out
+
+    def extract(self, uri: str, dest: Path) -> Path:
+        """A model archive (model.tar.gz) from S3, unpacked into ``dest`` (no links, nothing outside it)."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = dest.parent / "model.tar.gz"
+        self.client("s3").download_file(bucket, key, str(archive))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(dest, filter="data")
+        return dest
 
     def parameter(self, name: str) -> str | None:
         try:
