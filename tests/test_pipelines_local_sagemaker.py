@@ -197,6 +197,14 @@ def test_bad_hyperparameter_fails_with_the_reason_first(env):
     assert not keys("models/train-bad-eta/")
 
 
+def test_max_runtime_stops_the_job(env):
+    endless = {**FAST, "num_round": "100000", "eta": "0.01", "early_stopping_rounds": "0"}
+    sm().create_training_job(**training_request("train-slow", endless, StoppingCondition={"MaxRuntimeInSeconds": 1}))
+    d = env["backend"].wait("training", "train-slow", 60)
+    assert (d["TrainingJobStatus"], d["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert not keys("models/train-slow/")
+
+
 def test_spot_training_needs_max_wait_at_least_max_runtime(env):
     with pytest.raises(ClientError) as e:
         sm().create_training_job(

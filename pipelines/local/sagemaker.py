@@ -127,6 +127,7 @@ class Job:
     artifacts: str = ""
     log: str = ""
     stop_requested: bool = False
+    timed_out: bool = False  # StoppingCondition.MaxRuntimeInSeconds ran out
     thread: threading.Thread | None = None
 
 
@@ -171,6 +172,7 @@ class LocalSageMaker:
         self._configs: dict[str, dict] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._uploaded: dict[Path, int] = {}  # capture file -> size last uploaded
+        self._flush_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -251,6 +253,11 @@ class LocalSageMaker:
             except Exception as e:  # our bug: the job fails, with the cause in one line
                 self._finish(job, "Failed", "Failed", f"InternalServerError: {type(e).__name__}: {one_line(e)}")
             finally:
+                with self._lock:  # never left in progress, whatever went wrong above
+                    if job.status in ("InProgress", "Stopping"):
+                        job.status = "Stopped" if job.stop_requested else "Failed"
+                        job.failure = job.failure or ("" if job.stop_requested else "InternalServerError")
+                        job.ended = job.ended or now()
                 if job.log:
                     (job.dir / "job.log").write_text(job.log.rstrip("\n") + "\n")
 
@@ -263,14 +270,14 @@ class LocalSageMaker:
             job.modified = now()
 
     def _secondary(self, job: Job, status: str, message: str = "") -> None:
-        if job.stop_requested and status not in ("Stopped", "Failed", "Completed"):
+        if job.stop_requested and status not in (*JOB_TERMINAL, "MaxRuntimeExceeded"):  # the job body stops here
             raise RunnerError("stopped by StopJob")
         with self._lock:
             t = now()
             if job.transitions and "EndTime" not in job.transitions[-1]:
                 job.transitions[-1]["EndTime"] = t
             entry = {"Status": status, "StartTime": t, "StatusMessage": message or status}
-            if status in JOB_TERMINAL:
+            if status in (*JOB_TERMINAL, "MaxRuntimeExceeded"):
                 entry["EndTime"] = t
             job.transitions.append(entry)
             job.secondary = status
@@ -278,7 +285,7 @@ class LocalSageMaker:
 
     def _finish(self, job: Job, status: str, secondary: str, failure: str = "") -> None:
         if job.stop_requested:
-            status = secondary = "Stopped"
+            status, secondary = "Stopped", "MaxRuntimeExceeded" if job.timed_out else "Stopped"
         self._secondary(job, secondary, failure)
         with self._lock:
             job.status = status
@@ -298,6 +305,27 @@ class LocalSageMaker:
             job.secondary = "Stopping"
         self._start(lambda: self.runner.stop(job.dir), f"stop-{name}")
         return {}
+
+    @contextlib.contextmanager
+    def _deadline(self, job: Job):
+        """Stop the job when StoppingCondition.MaxRuntimeInSeconds runs out, as SageMaker does (status Stopped)."""
+        limit = job.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        if not limit:
+            yield
+            return
+
+        def expire() -> None:
+            with self._lock:
+                job.timed_out = job.stop_requested = True
+            self.runner.stop(job.dir)
+
+        timer = threading.Timer(limit, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _times(self, job: Job, start_key: str, end_key: str) -> dict:
         out: dict[str, Any] = {"CreationTime": job.created, "LastModifiedTime": job.modified}
@@ -422,7 +450,8 @@ class LocalSageMaker:
             (base / sub).mkdir(parents=True, exist_ok=True)
         self._secondary(job, "Training", "Training image download completed. Training in progress.")
         try:
-            result = self.runner.train(image.key, base, image=image.ref)
+            with self._deadline(job):
+                result = self.runner.train(image.key, base, image=image.ref)
         finally:
             if checkpoint_dir is not None and any(checkpoint_dir.iterdir()):
                 self._upload_dir(checkpoint_dir, checkpoint["S3Uri"])
@@ -557,7 +586,8 @@ class LocalSageMaker:
         # The whole /opt/ml tree is the job folder: inputs and outputs sit where their LocalPath says.
         spec = ProcessingJob(command, base, env=dict(p.get("Environment", {})), args=args, entrypoint=entrypoint)
         self._secondary(job, "Processing")
-        result = self.runner.process(spec, image=image.ref)
+        with self._deadline(job):
+            result = self.runner.process(spec, image=image.ref)
         job.log = result.log
         message = first_line(base / "output" / "message")
         failure = first_line(base / "output" / "failure")
@@ -1045,12 +1075,24 @@ class LocalSageMaker:
                 raise SageMakerError("ValidationException", f"Endpoint {name} of account {self.account} not found.")
             return ep.variants[0].url
 
+    def server_url(self, name: str) -> str:
+        """The endpoint's first model server itself, behind no capture proxy."""
+        ep = self._endpoint(name)
+        with self._lock:
+            if not ep.variants:
+                raise SageMakerError("ValidationException", f"Endpoint {name} of account {self.account} not found.")
+            return ep.variants[0].server_url
+
     def flush_capture(self) -> list[str]:
         """Upload every capture file that grew since the last flush to its DestinationS3Uri; return the S3 URIs."""
         root = self.workdir / "capture"
-        uploaded = []
+        uploaded: list[str] = []
         if not root.is_dir():
             return uploaded
+        with self._flush_lock:
+            return self._flush(root, uploaded)
+
+    def _flush(self, root: Path, uploaded: list[str]) -> list[str]:
         s3 = None
         for path in sorted(root.rglob("*.jsonl")):
             size = path.stat().st_size
