@@ -15,10 +15,6 @@ from pipelines.local.execute import LocalAws
 from pipelines.local.runners import Runner
 
 ALGORITHMS = ("xgboost", "linear")
-HYPERPARAMETERS = {
-    "xgboost": {"num_round": 500, "eta": 0.05, "max_depth": 4, "early_stopping_rounds": 30, "seed": 0},
-    "linear": {"predictor_type": "regressor", "epochs": 30},
-}
 MARKER = ".lifecycle-workdir"
 STEPS = 5
 
@@ -72,7 +68,6 @@ def _train(options: Options, progress: Progress, aws: LocalAws, work: Path, art:
         payload = aws.training_input(
             algorithm,
             data_uri,
-            HyperParameters={k: str(v) for k, v in HYPERPARAMETERS[algorithm].items()},
             RmseThreshold=options.rmse_threshold,
             CaptureSamplingPercentage=round(options.sampling),
         )

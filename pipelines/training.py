@@ -28,6 +28,12 @@ VARIANT = "AllTraffic"
 PROCESSING = "/opt/ml/processing"
 CSV = "text/csv"
 
+# Hyperparameters of the examples and local runs (strings, as CreateTrainingJob takes them).
+HYPERPARAMETERS = {
+    "xgboost": {"num_round": "500", "eta": "0.05", "max_depth": "4", "early_stopping_rounds": "30", "seed": "0"},
+    "linear": {"predictor_type": "regressor", "epochs": "30"},
+}
+
 # What an execution is started with; the README documents each field from this example.
 EXAMPLE_INPUT: dict[str, Any] = {
     "Algorithm": "xgboost",
@@ -39,7 +45,7 @@ EXAMPLE_INPUT: dict[str, Any] = {
     "ProcessingInstanceType": "ml.m5.large",
     "TrainingInstanceType": "ml.m5.large",
     "TrainingInstanceCount": 1,
-    "HyperParameters": {"num_round": "500", "eta": "0.05", "max_depth": "4", "early_stopping_rounds": "30"},
+    "HyperParameters": HYPERPARAMETERS["xgboost"],
     "UseSpotInstances": False,
     "MaxRuntimeSeconds": 3600,
     "MaxWaitSeconds": 7200,

@@ -144,3 +144,20 @@ def test_asl_builders_keep_retry_and_catch_on_tasks():
     assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "X"}]
     sync = copy.deepcopy(asl.sagemaker("createTrainingJob", {}, sync=True, on_error="X"))
     assert sync["Resource"].endswith(".sync") and sync["End"] is True
+
+
+def test_cli_check_and_diagram(capsys):
+    from pipelines.__main__ import main
+
+    assert main(["check"]) == 0
+    assert "every request fits botocore's service models" in capsys.readouterr().out
+    assert main(["diagram"]) == 0
+    assert capsys.readouterr().out == diagram.mermaid(definitions.load("training"), training.NOTIFY_FAILURE)
+
+
+def test_example_hyperparameters_are_valid_for_each_algorithm():
+    from algorithms import registry
+
+    for algorithm, values in training.HYPERPARAMETERS.items():
+        assert all(isinstance(v, str) for v in values.values())
+        registry.get(algorithm).hyperparameters.validate(values)

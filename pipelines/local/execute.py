@@ -140,6 +140,7 @@ class LocalAws:
         return {
             **training.EXAMPLE_INPUT,
             "Algorithm": algorithm,
+            "HyperParameters": training.HYPERPARAMETERS[algorithm],
             "NamePrefix": PREFIX,
             "DataUri": data_uri,
             "ArtifactsUri": f"s3://{BUCKET}/pipelines",
