@@ -52,9 +52,9 @@ def _schema(args: Any, source: Path) -> Schema | None:
 
 
 def _header(args: Any, first_file: Path, schema: Schema | None) -> bool:
-    fmt = jobenv.dataset_format(args)
-    if "csv" in fmt and "header" in (fmt["csv"] or {}):
-        return bool(fmt["csv"]["header"])
+    given = jobenv.csv_header(jobenv.dataset_format(args))
+    if given is not None:
+        return given
     if first_file.suffix.lower() in (".parquet", ".pq"):
         return True
     with open(first_file, newline="") as f:

@@ -98,6 +98,7 @@ class FileResult:
     records_in_window: int = 0
     records_before: int = 0
     records_after: int = 0  # records later than the window: the file is not finished with
+    fields: int | None = None  # fields per positional record, set by the file's first one (as batch CSV does)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ def _capture_fast(path: Path, data: bytes, layout: Layout, window: Window, resul
     table_in = _read_csv_block(in_data)
     if table_in is None or table_in.num_rows != n_rows:
         return None
+    if result.fields is not None and table_in.num_columns != result.fields:
+        return None  # the careful path names each record of the wrong width
+    result.fields = table_in.num_columns
     columns, absent = _positional_columns(table_in, layout, n_rows)
     predictions = _fast_predictions(out, rows_per, n_rows)
     ids = meta.field("inferenceId")
@@ -281,6 +285,7 @@ def _capture_slow(
             records = decode_payload(cap["endpointInput"])
             if not records:
                 raise ValueError("endpointInput holds no record")
+            _check_fields(records, result)
             output = cap.get("endpointOutput")
             preds = _predictions_from_payload(output) if isinstance(output, dict) else []
             if len(preds) != len(records):
@@ -298,6 +303,16 @@ def _capture_slow(
             yield acc.flush()
     if acc.n:
         yield acc.flush()
+
+
+def _check_fields(records: list[Any], result: FileResult) -> None:
+    """Positional records must all have as many fields as the file's first one (named records may differ)."""
+    for rec in records:
+        if isinstance(rec, list):
+            if result.fields is None:
+                result.fields = len(rec)
+            elif len(rec) != result.fields:
+                raise ValueError(f"expected {result.fields} fields, received {len(rec)}")
 
 
 def parse_time(value: str) -> datetime:

@@ -73,6 +73,23 @@ def enabled_setting(args: Any, name: str, default: str = "Disabled") -> bool:
     raise ConfigurationError(f"{name}: expected Enabled or Disabled, received {setting(args, name)!r}")
 
 
+def strict_bool(value: Any, where: str) -> bool:
+    """true/false as JSON booleans or strings (case-insensitive): the BYOC contract writes "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigurationError(f"{where}: expected true or false, received {value!r}")
+
+
+def csv_header(fmt: dict[str, Any]) -> bool | None:
+    """``{"csv": {"header": ...}}``'s value, strictly parsed; None when not given."""
+    opts = fmt.get("csv") or {}
+    if not isinstance(opts, dict) or "header" not in opts:
+        return None
+    return strict_bool(opts["header"], "dataset_format csv.header")
+
+
 def int_setting(args: Any, name: str, default: int, minimum: int = 0) -> int:
     raw = setting(args, name, default)
     try:

@@ -89,7 +89,7 @@ def source_kind(fmt: dict[str, Any]) -> str:
     if kind == "sagemakerCaptureJson":
         return "capture"
     if kind == "csv":
-        if (fmt["csv"] or {}).get("header"):
+        if jobenv.csv_header(fmt):
             raise ConfigurationError(
                 'dataset_format {"csv": {"header": true}}: batch output CSV has no header; use header false'
             )
