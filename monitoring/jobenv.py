@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from algorithms.errors import ConfigurationError, UserError
-from monitoring.capture import parse_time
+from monitoring.readers import parse_time
 
 log = logging.getLogger("monitoring")
 

@@ -21,8 +21,8 @@ from algorithms.schema import FILENAME as SCHEMA_FILE
 from algorithms.schema import Schema
 from monitoring import analyze, constraints, jobenv
 from monitoring.bookmark import Bookmark
-from monitoring.capture import Layout, Window
 from monitoring.ingest import Source, ingest, read_prefix_map
+from monitoring.readers import Layout, Window
 from monitoring.sketches import DEFAULT_K
 from monitoring.statistics import FeatureSpec, baseline_features, load_statistics, specs_from_schema
 

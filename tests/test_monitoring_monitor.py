@@ -446,7 +446,7 @@ def test_sharded_runs_merge_into_the_single_run(tmp_path: Path, monkeypatch: pyt
 
 
 def test_base64_payload_decodes(tmp_path: Path) -> None:
-    from monitoring.capture import decode_payload
+    from monitoring.datacapture import decode_payload
 
     data = base64.b64encode(b"1,2\n3,4").decode()
     assert decode_payload({"data": data, "encoding": "BASE64", "observedContentType": "text/csv"}) == [

@@ -135,3 +135,55 @@ def test_kll_parameters_are_model_monitors() -> None:
     params = profile.statistics()["features"][0]["numerical_statistics"]["distribution"]["kll"]["sketch"]
     assert params["parameters"] == {"c": 0.64, "k": 2048.0}
     assert isinstance(params["parameters"]["k"], float)
+
+
+# -- bounded memory ---------------------------------------------------------------------------------------------
+def test_blocks_hold_whole_lines_with_their_numbers(tmp_path: Path) -> None:
+    from monitoring.ingest import blocks
+
+    path = tmp_path / "f.jsonl"
+    lines = [f"line {i} " + "x" * (i * 7 % 40) for i in range(200)]
+    lines[50] = "y" * 500  # longer than a block
+    path.write_text("\n".join(lines))  # no final newline
+    got = list(blocks(path, size=64))
+    assert b"".join(b for b, _ in got) == path.read_bytes()
+    for data, first in got:
+        assert data.endswith(b"\n") or data is got[-1][0]
+        assert data.split(b"\n")[0].decode() == lines[first - 1]
+    offset = len("\n".join(lines[:10])) + 1
+    assert next(blocks(path, offset, first_line=11, size=64))[1] == 11
+
+
+def test_small_blocks_give_the_same_results_and_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitoring import ingest
+
+    base = make_baseline(tmp_path, monkeypatch)
+    frame = cars().head(400)
+    src = tmp_path / "cap"
+    capturegen.write_captures(src, features(frame), predictions(frame), START)
+    path = sorted(src.rglob("*.jsonl"))[0]
+    lines = path.read_text().splitlines()
+    lines[4], lines[300] = lines[4][:40], "not json"
+    path.write_text("\n".join(lines) + "\n")
+    outs = []
+    for size in (None, 2000):
+        if size:
+            monkeypatch.setattr(ingest, "BLOCK_BYTES", size)
+        out = tmp_path / f"out{size}"
+        assert run(monitor.main, monitor_args(tmp_path, src, base, out, *WINDOW), monkeypatch, tmp_path) == 0
+        outs.append(out)
+    a, b = (read(o / "monitoring_report.json") for o in outs)
+    assert a["malformed"] == b["malformed"] and [e["line"] for e in a["malformed"]["examples"]] == [5, 301]
+    assert a["records"] == b["records"] == 398
+    # the same numbers up to float summation order (moments are combined per block)
+    assert _rounded(read(outs[0] / "statistics.json")) == _rounded(read(outs[1] / "statistics.json"))
+
+
+def _rounded(x):
+    if isinstance(x, float):
+        return float(f"{x:.10g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
