@@ -64,7 +64,7 @@ def _header(args: Any, first_file: Path, schema: Schema | None) -> bool:
         return False
     if schema is None:
         return True
-    return set(schema.names) <= {column_name(c) for c in cells}
+    return set(schema.names) <= set(cells)
 
 
 def data_baseline(args: Any) -> int:
@@ -145,8 +145,9 @@ def model_quality_baseline(args: Any) -> int:
 
 
 def _attribute(rb: Any, names: list[str], attr: str, setting: str, path: Path) -> np.ndarray:
-    key = column_name(attr)
-    if key in names:
+    # the name as written, else the built-in analyzer's normalised spelling of it
+    key = attr if attr in names else next((n for n in names if column_name(n) == column_name(attr)), None)
+    if key is not None:
         col = rb.column(names.index(key))
     else:
         try:

@@ -224,16 +224,18 @@ def _read(todo: Todo, src: Source, bad: BadLines, fr: FileResult) -> Iterator[Ba
 def _read_parquet(path: Path, layout: Layout, fr: FileResult) -> Iterator[Batch]:
     pf = pq.ParquetFile(path)
     for rb in pf.iter_batches(batch_size=65_536):
-        columns = {column_name(n): rb.column(i) for i, n in enumerate(rb.schema.names)}
+        columns = {n: rb.column(i) for i, n in enumerate(rb.schema.names)}
+        by_key = {column_name(n): n for n in columns if n not in layout.names}  # output columns, any spelling
         preds = None
         for cand in ("prediction", "predictions", "sagemakeroutput", "score"):
-            if cand in columns:
-                preds = readers._column_numbers(columns.pop(cand))[0]
+            if cand in by_key:
+                preds = readers._column_numbers(columns.pop(by_key[cand]))[0]
                 break
         keys = None
-        if "sagemakerinferenceid" in columns:
-            keys = columns.pop("sagemakerinferenceid").to_pylist()
-        columns.pop("sagemakerinferencetime", None)
+        if "sagemakerinferenceid" in by_key:
+            keys = columns.pop(by_key["sagemakerinferenceid"]).to_pylist()
+        if "sagemakerinferencetime" in by_key:
+            columns.pop(by_key["sagemakerinferencetime"])
         fr.records_in_window += rb.num_rows
         yield Batch(columns, rb.num_rows, predictions=preds, keys=keys)
 

@@ -115,6 +115,9 @@ def dataset_format(args: Any) -> dict[str, Any]:
             f'{{"json": {{"line": true}}}}, {{"parquet": {{}}}}; received {raw!r}'
         )
     kind = next(iter(doc))
+    if kind == "sagemaker_capture_json":  # the SageMaker Python SDK's older spelling
+        doc = {"sagemakerCaptureJson": doc[kind]}
+        kind = "sagemakerCaptureJson"
     if kind not in ("sagemakerCaptureJson", "csv", "json", "parquet"):
         raise ConfigurationError(
             f"dataset_format: unknown format {kind!r} in {raw!r}; expected sagemakerCaptureJson, csv, json or parquet"

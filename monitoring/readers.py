@@ -90,6 +90,8 @@ class Layout:
     features: tuple[FeatureSpec, ...]
     id_columns: int = 0
     label_first: bool = False
+    output_first: bool = False  # output_columns_position START: the prediction leads the joined row
+    header: bool = False  # a CSV header names the columns (then names, not positions, decide)
 
     @property
     def names(self) -> list[str]:
@@ -189,6 +191,7 @@ class _RecordAccumulator:
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        self.names = set(layout.names)
         self.lower = {column_name(n): n for n in layout.names}
         self._reset()
 
@@ -208,7 +211,8 @@ class _RecordAccumulator:
     def add(self, rec: Any, pred: float, key: str, label: Any = None) -> None:
         if isinstance(rec, dict):
             for k, v in rec.items():
-                name = k if k in self.lower.values() else self.lower.get(column_name(k), column_name(k))
+                # as written; a record spelling a feature otherwise (case, punctuation) still counts for it
+                name = k if k in self.names else self.lower.get(column_name(k), k)
                 self._set(name, _scalar(v))
         else:
             names = self.layout.names
@@ -268,8 +272,13 @@ class CsvShape:
 
 
 def csv_shape(n_columns: int, layout: Layout) -> CsvShape:
-    head = layout.id_columns + (1 if layout.label_first else 0)
     n = len(layout.features)
+    if layout.output_first:  # prediction, then the input row (ids, label, features), then the id and time
+        head = 1 + layout.id_columns + (1 if layout.label_first else 0)
+        label = 1 + layout.id_columns if layout.label_first else None
+        inference_id = n_columns - 2 if n_columns - head - n >= 2 else None
+        return CsvShape(0, inference_id, label, head, max(0, min(n, n_columns - head)))
+    head = layout.id_columns + (1 if layout.label_first else 0)
     label = layout.id_columns if layout.label_first else None
     extra = n_columns - head - n
     if extra >= 3:  # prediction, inference id, inference time (GenerateInferenceId)
@@ -282,14 +291,20 @@ def csv_shape(n_columns: int, layout: Layout) -> CsvShape:
 def read_joined_csv(
     path: Path, offset: int, layout: Layout, bad: BadLines, result: FileResult, first_line: int = 1
 ) -> Iterator[Batch]:
-    """Headerless joined CSV (as the batch job writes it) from byte ``offset``, in blocks, every column as text."""
+    """Joined CSV (as the batch job writes it) from byte ``offset``, in blocks, every column as text. With
+    ``layout.header`` the file's first line names the columns and is not data."""
+    names: list[str] | None = None
     with open(path, "rb") as f:
+        if layout.header:
+            names = next(csv.reader([f.readline().decode("utf-8", "replace").strip("\r\n")]), [])
+            if offset == 0:
+                offset, first_line = f.tell(), first_line + 1
         f.seek(offset)
         first_row = f.readline().decode("utf-8", "replace").strip("\r\n")
         if not first_row.strip():
             return
         f.seek(offset)
-        n_cols = len(next(csv.reader([first_row])))
+        n_cols = len(names) if names else len(next(csv.reader([first_row])))
         shape = csv_shape(n_cols, layout)
 
         pending: list[tuple[int | None, str, str]] = []
@@ -308,7 +323,10 @@ def read_joined_csv(
                 column_types={f"c{i}": pa.string() for i in range(n_cols)}, null_values=[""], strings_can_be_null=True
             ),
         )
-        yield from _joined_batches(reader, layout, shape, result)
+        if names:
+            yield from _named_batches(reader, layout, names, result)
+        else:
+            yield from _joined_batches(reader, layout, shape, result)
     if pending:
         _report_ragged(path, offset, first_line, pending, bad)
 
@@ -330,6 +348,26 @@ def _report_ragged(
                     found[idxs.pop(0)] = lineno
     for i, (line, _, reason) in enumerate(pending):
         bad.add(str(path), line if line is not None else found.get(i), reason)
+
+
+# header names (case-insensitive) that hold the model's output or the inference id rather than a feature
+_OUTPUT_NAMES = ("prediction", "predictions", "score", "sagemakeroutput", "output")
+_ID_NAMES = ("inferenceid", "inference_id", "sagemakerinferenceid")
+
+
+def _named_batches(reader: Any, layout: Layout, names: list[str], result: FileResult) -> Iterator[Batch]:
+    feats = set(layout.names)
+    pred = next((i for i, n in enumerate(names) if n not in feats and n.strip().lower() in _OUTPUT_NAMES), None)
+    key = next((i for i, n in enumerate(names) if n not in feats and n.strip().lower() in _ID_NAMES), None)
+    skip = {pred, key} | {i for i, n in enumerate(names) if n.strip().lower() == "sagemakerinferencetime"}
+    for rb in reader:
+        if not rb.num_rows:
+            continue
+        result.records_in_window += rb.num_rows
+        columns = {n: rb.column(i) for i, n in enumerate(names) if i not in skip}
+        preds = _column_numbers(rb.column(pred))[0] if pred is not None else None
+        keys = rb.column(key).to_pylist() if key is not None else None
+        yield Batch(columns, rb.num_rows, predictions=preds, keys=keys)
 
 
 def _joined_batches(reader: Any, layout: Layout, shape: CsvShape, result: FileResult) -> Iterator[Batch]:

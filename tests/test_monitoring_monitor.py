@@ -262,7 +262,7 @@ def test_bookmark_reads_only_new_data(tmp_path: Path, monkeypatch: pytest.Monkey
     bm = ["--bookmark-path", str(tmp_path / "bookmark.json")]
     out1 = _monitor(tmp_path, monkeypatch, base, src, "r1", *bm)
     assert read(out1 / "monitoring_report.json")["records"] == 200
-    out2 = _monitor(tmp_path, monkeypatch, base, src, "r2", *bm)
+    out2 = _monitor(tmp_path, monkeypatch, base, src, "r2", *bm, "--fail-on-no-data", "Disabled")
     s2 = read(out2 / "monitoring_report.json")
     assert s2["status"] == "NoNewData" and "No new data" in s2["message"]
     assert not (out2 / "statistics.json").exists() and not (out2 / "constraint_violations.json").exists()
@@ -279,12 +279,25 @@ def test_bookmark_reads_only_new_data(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_empty_window_says_so_and_exits_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
     src = _capture(tmp_path, cars().head(50))
     out = tmp_path / "out"
-    argv = monitor_args(
-        tmp_path, src, base, out, "--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-01T01:00:00Z"
-    )
+    window = ["--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-01T01:00:00Z"]
+    argv = monitor_args(tmp_path, src, base, out, *window, "--fail-on-no-data", "Disabled")
     assert run(monitor.main, argv, monkeypatch, tmp_path) == 0
     s = read(out / "monitoring_report.json")
     assert s["status"] == "NoNewData" and s["records_outside_window"] == 50
+    assert not (out / "constraint_violations.json").exists()
+
+
+def test_a_run_without_data_fails_as_model_monitors_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path
+) -> None:
+    src = _capture(tmp_path, cars().head(50))
+    out = tmp_path / "out"
+    window = ["--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-01T01:00:00Z"]
+    assert run(monitor.main, monitor_args(tmp_path, src, base, out, *window), monkeypatch, tmp_path) == 1
+    first = (tmp_path / "output" / "failure").read_text().splitlines()[0]
+    assert first.startswith("Job inputs had no data") and "50 records outside the time window" in first
+    s = read(out / "monitoring_report.json")
+    assert s["status"] == "Failed" and s["records_outside_window"] == 50
     assert not (out / "constraint_violations.json").exists()
 
 
@@ -342,6 +355,17 @@ def test_cloudwatch_metric_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         {"Name": "MonitoringSchedule", "Value": "hourly"},
     ]
     assert set(lines[0]) == {"MetricName", "Timestamp", "Dimensions", "Value", "Unit"}
+    # feature_data_{name}: a statistic set (Min, Max, Sum, SampleCount; CloudWatch derives the Average)
+    frame = _drifted(cars())
+    data = m["feature_data_mileage"]
+    assert set(data) == {"MetricName", "Timestamp", "Dimensions", "StatisticValues", "Unit"}
+    assert data["StatisticValues"] == {
+        "SampleCount": float(len(frame)),
+        "Sum": pytest.approx(float(frame["mileage"].sum())),
+        "Minimum": float(frame["mileage"].min()),
+        "Maximum": float(frame["mileage"].max()),
+    }
+    assert "feature_data_make" not in m  # numeric features only
     summary = read(tmp_path / "out" / "monitoring_report.json")
     assert "/aws/sagemaker/Endpoints/data-metrics" in summary["cloudwatch"]["namespaces"]
 
