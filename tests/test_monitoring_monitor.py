@@ -467,6 +467,7 @@ def test_sharded_runs_merge_into_the_single_run(tmp_path: Path, monkeypatch: pyt
     assert run(merge.main, argv, monkeypatch, tmp_path) == 0
     assert violations(merged) == violations(whole)
     assert read(merged / "statistics.json")["dataset"] == read(whole / "statistics.json")["dataset"]
+    assert read(merged / "constraints.json") == read(whole / "constraints.json") == read(base / "constraints.json")
 
 
 def test_base64_payload_decodes(tmp_path: Path) -> None:
