@@ -130,3 +130,19 @@ def test_user_scripts_are_refused_by_name(tmp_path: Path, monkeypatch: pytest.Mo
     assert run(monitor.main, argv, monkeypatch, tmp_path) == 1
     first = (tmp_path / "output" / "failure").read_text().splitlines()[0]
     assert first.startswith(f"{name}: not supported: this monitor runs no user code")
+
+
+def test_one_module_writes_capture_lines() -> None:
+    from datetime import UTC, datetime
+
+    from local_mode import capture as proxy
+    from monitoring import datacapture
+
+    when = datetime(2024, 3, 5, 7, 59, 59, 250_000, tzinfo=UTC)
+    line = capturegen.capture_line([8221, "Buick"], 2.0, when, "e1")
+    rec = proxy.capture_record(b"8221,Buick", "text/csv", b"2", "text/csv", when, event_id="e1")
+    assert json.loads(line) == rec
+    assert rec["eventMetadata"]["inferenceTime"] == "2024-03-05T07:59:59Z"
+    assert proxy.CaptureWriter is datacapture.CaptureWriter and proxy.payload is datacapture.payload
+    records = datacapture.decode_payload(json.loads(line)["captureData"]["endpointInput"])
+    assert records == [["8221", "Buick"]]
