@@ -2,11 +2,14 @@
 drift computed with plain pandas + scipy.
 
     python -m benchmarks.monitor [--lines 1000000] [--work /tmp/monitor-bench]
+    python -m benchmarks.monitor --sizes 100000,1000000,2300000 --lines-per-file 0 --skip-pandas
 
 Data: the synthetic used-car generator (cardata.synthetic, ``--drift older-high-mileage``) written as SageMaker
-data capture JSON Lines (one CSV record per request, 50,000 lines per file, hourly folders); the baseline is the
-monitor's own baselining job on the real data. Each job runs as a child process; peak memory is that child's
-``ru_maxrss``. Two sizes (a tenth, then all lines) show whether memory follows the sketch or the data.
+data capture JSON Lines by ``monitoring.datacapture`` (one CSV record per request, ``--lines-per-file`` lines per
+file, default 50,000; 0 puts each size in one file, the case that once held a whole file in memory); the
+baseline is the monitor's own baselining job on the real data. Each job runs as a child process; peak memory is
+that child's ``ru_maxrss``. Several sizes (default a tenth, then all lines) show whether memory follows the
+sketch or the data.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import numpy as np
 from algorithms.schema import Schema
 from benchmarks.machine import describe
 from cardata import REAL_CSV, TARGET, synthetic
+from monitoring import datacapture
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
-LINES_PER_FILE = 50_000
 
 PANDAS_SCIPY = r"""
 import json, sys, glob
@@ -56,40 +59,38 @@ print(json.dumps(out))
 """
 
 
-def write_captures(path: Path, lines: int, seed: int) -> float:
-    """Capture JSONL from the synthetic generator (drifted); returns seconds spent."""
+def write_captures(path: Path, lines: int, seed: int, lines_per_file: int) -> float:
+    """Capture JSONL from the synthetic generator (drifted), 0.01 s apart, written by the capture format's own
+    writer; ``lines_per_file`` 0 puts every line in one file. Returns seconds spent."""
     t0 = time.perf_counter()
     model = synthetic.fit(synthetic.pd.read_csv(REAL_CSV))
     drift = synthetic.DRIFTS["older-high-mileage"]
-    written = 0
+    written = in_file = 0
     handle = None
-    for table in synthetic.generate(model, lines, seed, chunk_rows=LINES_PER_FILE, drift=drift):
-        df = table.to_pandas()
-        feats = df.drop(columns=TARGET).astype(str)
-        rows = feats.iloc[:, 0].str.cat([feats[c] for c in feats.columns[1:]], sep=",")
-        preds = (df[TARGET] * 1.02).round(2).astype(str)
-        when = START + timedelta(seconds=written * 0.01)
-        folder = path / "car-prices" / "AllTraffic" / when.strftime("%Y/%m/%d/%H")
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / f"capture-{written:09d}.jsonl", "w")  # noqa: SIM115
-        base_ts = when.timestamp()
-        out = []
-        for i, (row, pred) in enumerate(zip(rows.tolist(), preds.tolist(), strict=True)):
-            ts = datetime.fromtimestamp(base_ts + i * 0.01, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            out.append(
-                '{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT","data":"'
-                + row
-                + '","encoding":"CSV"},"endpointOutput":{"observedContentType":"text/csv","mode":"OUTPUT","data":"'
-                + pred
-                + '","encoding":"CSV"}},"eventMetadata":{"eventId":"'
-                + f"{written + i:012d}"
-                + '","inferenceTime":"'
-                + ts
-                + '"},"eventVersion":"0"}\n'
-            )
-        handle.write("".join(out))
-        handle.close()
-        written += len(df)
+    try:
+        for table in synthetic.generate(model, lines, seed, chunk_rows=50_000, drift=drift):
+            df = table.to_pandas()
+            rows = df.drop(columns=TARGET).itertuples(index=False, name=None)
+            preds = (df[TARGET] * 1.02).round(2).tolist()
+            out = []
+            for row, pred in zip(rows, preds, strict=True):
+                when = START + timedelta(seconds=written * 0.01)
+                if handle is None or (lines_per_file and in_file >= lines_per_file):
+                    if handle is not None:
+                        handle.writelines(out)
+                        out = []
+                        handle.close()
+                    folder = datacapture.hour_dir(path / "car-prices" / "AllTraffic", when)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    handle = open(folder / f"capture-{written:09d}.jsonl", "w")  # noqa: SIM115
+                    in_file = 0
+                out.append(datacapture.capture_line(list(row), pred, when, f"{written:012d}") + "\n")
+                written += 1
+                in_file += 1
+            handle.writelines(out)  # type: ignore[union-attr]
+    finally:
+        if handle is not None:
+            handle.close()
     return time.perf_counter() - t0
 
 
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/monitor-bench"))
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-pandas", action="store_true")
+    p.add_argument("--sizes", help="comma-separated line counts (default: a tenth of --lines, then --lines)")
+    p.add_argument("--lines-per-file", type=int, default=50_000, help="0: one file per size")
     args = p.parse_args(argv)
     print("Machine:", describe(("datasketches", "numpy", "pandas", "pyarrow", "scipy")), sep="\n", flush=True)
     work = args.work
@@ -126,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     run_child([py, "-m", "monitoring.baseline", "--dataset-source", str(train), "--output-path", str(base)], env)
 
     results = []
-    for lines in sorted({max(1, args.lines // 10), args.lines}):
-        cap = work / f"capture-{lines}"
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [max(1, args.lines // 10), args.lines]
+    for lines in sorted(set(sizes)):
+        cap = work / f"capture-{lines}-{args.lines_per_file}"
         if not cap.exists():
-            gen_s = write_captures(cap, lines, args.seed)
+            gen_s = write_captures(cap, lines, args.seed, args.lines_per_file)
             print(f"generated {lines:,} capture lines in {gen_s:.1f} s", file=sys.stderr)
         size = sum(f.stat().st_size for f in cap.rglob("*.jsonl"))
         end = (START + timedelta(seconds=lines * 0.01 + 3600)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 simple[f["name"]] = f["drift"]["distance"]
         row = {
             "lines": lines,
+            "files": sum(1 for _ in cap.rglob("*.jsonl")),
             "bytes": size,
             "monitor_s": round(secs, 2),
             "monitor_lines_per_s": round(lines / secs),

@@ -93,6 +93,7 @@ def monitor(runner: Runner, jobs_dir: Path, runs_dir: Path, t: Target, data_base
         "baseline_constraints": f"{inp('baseline')}/constraints.json",
         "schema_path": f"{inp('model')}/schema.json",  # the schema travels with the model: no header guessing
         "publish_cloudwatch_metrics": "Disabled",
+        "fail_on_no_data": "Disabled",  # a rerun over already-read data is expected here, not a failure
         "sagemaker_monitoring_schedule_name": SCHEDULE,
         ("batch_job_name" if t.batch else "sagemaker_endpoint_name"): t.target,
     }

@@ -10,7 +10,7 @@ It listens on 127.0.0.1 only, forwards ``GET /ping`` and ``POST /invocations`` t
 (status, body, Content-Type and the other end-to-end headers in both directions) and writes one capture line per
 captured invocation where SageMaker's DataCaptureConfig would put it:
 ``<dest>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm>-<ss>-<mmm>-<uuid>.jsonl`` (UTC hour of the inference; a new file
-per hour and per proxy start), in the layout Model Monitor reads::
+per hour and per proxy start), in the layout Model Monitor reads (written by ``monitoring.datacapture``)::
 
     {"captureData": {"endpointInput":  {"observedContentType": "text/csv", "mode": "INPUT",  "data": "...",
                                         "encoding": "CSV"},
@@ -41,25 +41,42 @@ Lines are appended under a lock and flushed per request, so a monitor can read t
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import http.client
-import json
 import random
 import sys
 import threading
 import urllib.parse
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+# The capture line format is monitoring.datacapture's alone; these names stay importable from here.
+from monitoring.datacapture import (
+    DEFAULT_CSV_TYPES,
+    DEFAULT_JSON_TYPES,
+    CaptureWriter,
+    capture_record,
+    media_type,
+    payload,
+)
+
+__all__ = [
+    "DEFAULT_CSV_TYPES",
+    "DEFAULT_JSON_TYPES",
+    "INFERENCE_ID_HEADER",
+    "CaptureProxy",
+    "CaptureWriter",
+    "capture_record",
+    "main",
+    "media_type",
+    "payload",
+]
 
 INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
-DEFAULT_CSV_TYPES = ("text/csv",)
-DEFAULT_JSON_TYPES = ("application/json",)
 DEFAULT_VARIANT = "AllTraffic"
 UPSTREAM_TIMEOUT_S = 65  # SageMaker gives an invocation 60 s
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded; lengths are recomputed.
@@ -68,89 +85,6 @@ HOP_BY_HOP = frozenset(
      "transfer-encoding", "upgrade", "host", "content-length")
 )  # fmt: skip
 ROUTES = {"/ping": "GET", "/invocations": "POST"}
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def payload(body: bytes, content_type: str | None, mode: str, csv_types: Iterable[str], json_types: Iterable[str]):
-    """One side of ``captureData``: the body as text when its media type is listed (and it is UTF-8), else base64."""
-    media = media_type(content_type)
-    encoding = "CSV" if media in csv_types else "JSON" if media in json_types else "BASE64"
-    data = None
-    if encoding != "BASE64":
-        try:
-            data = body.decode("utf-8")
-        except UnicodeDecodeError:
-            encoding = "BASE64"
-    if data is None:
-        data = base64.b64encode(body).decode("ascii")
-    return {"observedContentType": content_type or "", "mode": mode, "data": data, "encoding": encoding}
-
-
-def capture_record(
-    request_body: bytes,
-    request_type: str | None,
-    response_body: bytes,
-    response_type: str | None,
-    when: datetime,
-    *,
-    inference_id: str | None = None,
-    event_id: str | None = None,
-    csv_types: Iterable[str] = DEFAULT_CSV_TYPES,
-    json_types: Iterable[str] = DEFAULT_JSON_TYPES,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"eventId": event_id or str(uuid.uuid4())}
-    if inference_id:
-        meta["inferenceId"] = inference_id
-    meta["inferenceTime"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "captureData": {
-            "endpointInput": payload(request_body, request_type, "INPUT", csv_types, json_types),
-            "endpointOutput": payload(response_body, response_type, "OUTPUT", csv_types, json_types),
-        },
-        "eventMetadata": meta,
-        "eventVersion": "0",
-    }
-
-
-class CaptureWriter:
-    """Appends capture lines under ``<root>/yyyy/mm/dd/hh/``; one open file per hour, rotated when the hour changes."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self._lock = threading.Lock()
-        self._hour: str | None = None
-        self._file: IO[str] | None = None
-        self.files: list[Path] = []
-
-    def write(self, record: dict[str, Any], when: datetime) -> Path:
-        when = when.astimezone(UTC)
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with self._lock:
-            hour = when.strftime("%Y/%m/%d/%H")
-            if hour != self._hour or self._file is None:
-                self._close()
-                folder = self.root / hour
-                folder.mkdir(parents=True, exist_ok=True)
-                # SageMaker's file names: minute-second-millisecond of the first record, then a uuid
-                path = folder / f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
-                self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across requests
-                self._hour = hour
-                self.files.append(path)
-            self._file.write(line)
-            self._file.flush()
-            return self.files[-1]
-
-    def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._close()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -208,6 +208,14 @@ def write_metrics(
     for name, sk in result.profile.sketches.items():
         if n:
             data_lines.append(metric(f"feature_non_null_{name}", sk.num_present / n))
+    for name, sk in result.profile.sketches.items():
+        if isinstance(sk, NumericSketch) and sk.count:
+            # one statistic set per feature: CloudWatch derives Min, Max, Sum, SampleCount and Average from it
+            stats = {"SampleCount": float(sk.count), "Sum": sk.total, "Minimum": sk.min, "Maximum": sk.max}
+            data_lines.append(
+                {"MetricName": f"feature_data_{name}", "Timestamp": ts, "Dimensions": dims, "StatisticValues": stats}
+                | {"Unit": "None"}
+            )
     ctx.metrics_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     data_file = ctx.metrics_dir / "data-metrics.jsonl"

@@ -52,9 +52,9 @@ def _schema(args: Any, source: Path) -> Schema | None:
 
 
 def _header(args: Any, first_file: Path, schema: Schema | None) -> bool:
-    fmt = jobenv.dataset_format(args)
-    if "csv" in fmt and "header" in (fmt["csv"] or {}):
-        return bool(fmt["csv"]["header"])
+    given = jobenv.csv_header(jobenv.dataset_format(args))
+    if given is not None:
+        return given
     if first_file.suffix.lower() in (".parquet", ".pq"):
         return True
     with open(first_file, newline="") as f:
@@ -64,7 +64,7 @@ def _header(args: Any, first_file: Path, schema: Schema | None) -> bool:
         return False
     if schema is None:
         return True
-    return set(schema.names) <= {column_name(c) for c in cells}
+    return set(schema.names) <= set(cells)
 
 
 def data_baseline(args: Any) -> int:
@@ -145,8 +145,9 @@ def model_quality_baseline(args: Any) -> int:
 
 
 def _attribute(rb: Any, names: list[str], attr: str, setting: str, path: Path) -> np.ndarray:
-    key = column_name(attr)
-    if key in names:
+    # the name as written, else the built-in analyzer's normalised spelling of it
+    key = attr if attr in names else next((n for n in names if column_name(n) == column_name(attr)), None)
+    if key is not None:
         col = rb.column(names.index(key))
     else:
         try:

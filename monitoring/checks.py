@@ -17,8 +17,6 @@ from monitoring.constraints import Constraints
 from monitoring.sketches import CategoricalSketch, NumericSketch
 from monitoring.statistics import BaselineFeature, Profile
 
-EPS = 1e-12
-
 
 @dataclass
 class Drift:
@@ -34,7 +32,8 @@ class Drift:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+    # full precision, as Model Monitor writes it ("Observed: Only 99.64592817400101%")
+    return f"{100 * x}%"
 
 
 def violation(feature: str, check: str, description: str) -> dict[str, str]:
@@ -109,28 +108,29 @@ def run_checks(
         violations += _type_check(name, sk, expected_type, cfg.datatype_check_threshold)
         if fc and fc.completeness is not None:
             observed = sk.num_present / n_items
-            if observed < fc.completeness - EPS:
+            if observed < fc.completeness:
                 violations.append(
                     violation(
                         name,
                         "completeness_check",
-                        f"Data completeness requirement is not met. Expected: {_pct(fc.completeness)}, "
-                        f"Observed: Only {_pct(observed)} of data is non-null",
+                        f"Data completeness requirement is not met. Expected: {_pct(fc.completeness)}. "
+                        f"Observed: Only {_pct(observed)} of data is non-null.",
                     )
                 )
         if fc and fc.domains is not None and isinstance(sk, CategoricalSketch) and sk.num_present:
             domain = set(fc.domains)
             unknown = {v: c for v, c in sk.counts.items() if v not in domain}
-            share = sum(unknown.values()) / sk.num_present
-            if share > cfg.domain_content_threshold + EPS:
+            within = 1 - sum(unknown.values()) / sk.num_present
+            # the threshold is the share that must lie in the domain (Deequ's isContainedIn(_ >= t))
+            if within < cfg.domain_content_threshold:
                 top = ", ".join(repr(v) for v, _ in sorted(unknown.items(), key=lambda kv: -kv[1])[:5])
                 violations.append(
                     violation(
                         name,
                         "categorical_values_check",
-                        f"Data does not meet the domain content requirement. Expected at most "
-                        f"{_pct(cfg.domain_content_threshold)} of values outside the baseline domain, Observed: "
-                        f"{_pct(share)} ({top})",
+                        f"Data does not meet the domain content requirement. Expected match: "
+                        f"{_pct(cfg.domain_content_threshold)}. Observed: Only {_pct(within)} of data is within "
+                        f"the baseline domain (outside: {top}).",
                     )
                 )
 
@@ -163,14 +163,15 @@ def _type_check(name: str, sk: Any, expected_type: str, threshold: float) -> lis
         return []
     wrong = sk.num_mismatch + (sk.num_fractional if expected_type == "Integral" else 0)
     share_ok = 1 - wrong / sk.num_present
-    if wrong / sk.num_present <= threshold + EPS:
+    # the threshold is the share that must match (Deequ's hasDataType(_ >= t)); 1.0 tolerates no mismatch
+    if share_ok >= threshold:
         return []
     return [
         violation(
             name,
             "data_type_check",
             f"Data type match requirement is not met. Expected data type: {expected_type}, Expected match: "
-            f"{_pct(1 - threshold)}. Observed: Only {_pct(share_ok)} of data is {expected_type}.",
+            f"{_pct(threshold)}. Observed: Only {_pct(share_ok)} of data is {expected_type}.",
         )
     ]
 

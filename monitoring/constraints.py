@@ -17,12 +17,14 @@ from algorithms.jsonfile import read_json
 from monitoring.sketches import CategoricalSketch, NumericSketch
 from monitoring.statistics import Profile
 
-# Model Monitor's documented defaults.
+# What Model Monitor's baselining job writes. datatype_check_threshold and domain_content_threshold are the
+# share of values that must match (Deequ's ``hasDataType(_ >= t)`` / ``isContainedIn(_ >= t)``): real
+# constraints carry 1.0 and real violations read "Expected match: 100.0%. Observed: Only 99.6...%".
 DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
     "evaluate_constraints": "Enabled",
     "emit_metrics": "Enabled",
-    "datatype_check_threshold": 0.1,
-    "domain_content_threshold": 0.1,
+    "datatype_check_threshold": 1.0,
+    "domain_content_threshold": 1.0,
     "distribution_constraints": {
         "perform_comparison": "Enabled",
         "comparison_threshold": 0.1,
@@ -48,7 +50,8 @@ def suggest(profile: Profile) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": spec.name,
             "inferred_type": sk.inferred_type,
-            "completeness": round(present / total, 6) if total else 0.0,
+            # unrounded: a rounded-up value would make the baseline's own data fail its completeness check
+            "completeness": present / total if total else 0.0,
         }
         if isinstance(sk, NumericSketch):
             entry["num_constraints"] = {"is_non_negative": bool(sk.count == 0 or sk.min >= 0)}
@@ -68,8 +71,8 @@ class CheckConfig:
 
     evaluate_constraints: bool = True
     emit_metrics: bool = True
-    datatype_check_threshold: float = 0.1
-    domain_content_threshold: float = 0.1
+    datatype_check_threshold: float = 1.0
+    domain_content_threshold: float = 1.0
     perform_comparison: bool = True
     comparison_threshold: float = 0.1
     comparison_method: str = "Robust"

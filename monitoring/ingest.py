@@ -16,10 +16,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from algorithms.errors import ConfigurationError, DataError
-from monitoring import capture
+from monitoring import datacapture, readers
 from monitoring.bookmark import Bookmark, Todo
-from monitoring.capture import BadLines, Batch, FileResult, Layout, Window
 from monitoring.quality import QualityAccumulator
+from monitoring.readers import BadLines, Batch, FileResult, Layout, Window
 from monitoring.sketches import DEFAULT_K, NumericSketch
 from monitoring.statistics import Profile, column_name
 
@@ -74,7 +74,7 @@ class IngestResult:
         self.predictions.merge(other.predictions)
         self.quality.merge(other.quality)
         self.bad.count += other.bad.count
-        self.bad.examples = (self.bad.examples + other.bad.examples)[: capture.MAX_REPORTED_BAD_LINES]
+        self.bad.examples = (self.bad.examples + other.bad.examples)[: readers.MAX_REPORTED_BAD_LINES]
         self.files_read += other.files_read
         for f in (
             "files_skipped",
@@ -114,7 +114,8 @@ def ingest(src: Source, bookmark: Bookmark) -> IngestResult:
     truth: dict[str, float] = {}
     if src.ground_truth is not None:
         for path in list_files(src.ground_truth):
-            capture.read_ground_truth(path, path.read_bytes(), result.bad, truth)
+            for data, first in blocks(path):
+                datacapture.read_ground_truth(path, data, result.bad, truth, first)
         result.ground_truth_records = len(truth)
     root = src.root
     for path in list_files(root):
@@ -124,13 +125,9 @@ def ingest(src: Source, bookmark: Bookmark) -> IngestResult:
             result.files_skipped += 1
             continue
         fr = FileResult()
-        lines = 0
         for batch in _read(todo, src, result.bad, fr):
             _absorb(result, batch, truth)
-        if todo.offset or todo.size:
-            with open(path, "rb") as f:
-                f.seek(todo.offset)
-                lines = f.read(todo.size - todo.offset).count(b"\n")
+        lines = _count_lines(todo)
         result.files_read.append(key)
         result.records_in_window += fr.records_in_window
         result.records_outside_window += fr.records_before + fr.records_after
@@ -144,7 +141,7 @@ def _absorb(result: IngestResult, batch: Batch, truth: dict[str, float]) -> None
     if batch.predictions is not None:
         result.predictions.update_numbers(batch.predictions.copy())
         labels = (
-            batch.labels if batch.labels is not None else capture.labels_for(batch.row_keys() if truth else None, truth)
+            batch.labels if batch.labels is not None else readers.labels_for(batch.row_keys() if truth else None, truth)
         )
         if labels is not None:
             ok = ~np.isnan(labels)
@@ -152,10 +149,41 @@ def _absorb(result: IngestResult, batch: Batch, truth: dict[str, float]) -> None
             result.quality.update(labels, batch.predictions)
 
 
-def _read_bytes(todo: Todo) -> bytes:
-    with open(todo.path, "rb") as f:
-        f.seek(todo.offset)
-        return f.read(todo.size - todo.offset)
+# Line-oriented inputs are read in blocks of whole lines: memory follows the block, never the file.
+BLOCK_BYTES = 32 << 20
+
+
+def blocks(path: Path, offset: int = 0, end: int | None = None, first_line: int = 1, size: int | None = None):
+    """(bytes of whole lines, number of its first line) from ``offset`` to ``end``; a line longer than ``size``
+    grows its block rather than being split."""
+    size = size or BLOCK_BYTES
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = (end if end is not None else path.stat().st_size) - offset
+        carry = b""
+        while left > 0:
+            chunk = f.read(min(size, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1 if left > 0 else len(data)
+            if cut == 0:  # no newline yet: keep reading
+                carry = data
+                continue
+            block, carry = data[:cut], data[cut:]
+            yield block, first_line
+            first_line += block.count(b"\n")
+        if carry:
+            yield carry, first_line
+
+
+def _count_lines(todo: Todo) -> int:
+    return sum(b.count(b"\n") for b, _ in blocks(todo.path, todo.offset, todo.size))
+
+
+def _todo_blocks(todo: Todo):
+    return blocks(todo.path, todo.offset, todo.size, todo.first_line)
 
 
 def _kind_of(path: Path, head: bytes, default: str) -> str:
@@ -180,30 +208,34 @@ def _read(todo: Todo, src: Source, bad: BadLines, fr: FileResult) -> Iterator[Ba
         head = f.read(4096)
     kind = _kind_of(path, head, src.kind)
     if kind == "manifest":
-        yield from _read_manifest(path, _read_bytes(todo), src, bad, fr)
+        yield from _read_manifest(path, path.read_bytes()[todo.offset : todo.size], src, bad, fr)
     elif kind == "capture":
-        yield from capture.read_capture_file(path, _read_bytes(todo), src.layout, src.window, bad, fr, todo.first_line)
+        for data, first in _todo_blocks(todo):
+            yield from datacapture.read_capture_file(path, data, src.layout, src.window, bad, fr, first)
     elif kind == "jsonl":
-        yield from capture.read_joined_jsonl(path, _read_bytes(todo), src.layout, bad, fr, todo.first_line)
+        for data, first in _todo_blocks(todo):
+            yield from readers.read_joined_jsonl(path, data, src.layout, bad, fr, first)
     elif kind == "parquet":
         yield from _read_parquet(path, src.layout, fr)
     else:
-        yield from capture.read_joined_csv(path, todo.offset, src.layout, bad, fr, todo.first_line)
+        yield from readers.read_joined_csv(path, todo.offset, src.layout, bad, fr, todo.first_line)
 
 
 def _read_parquet(path: Path, layout: Layout, fr: FileResult) -> Iterator[Batch]:
     pf = pq.ParquetFile(path)
     for rb in pf.iter_batches(batch_size=65_536):
-        columns = {column_name(n): rb.column(i) for i, n in enumerate(rb.schema.names)}
+        columns = {n: rb.column(i) for i, n in enumerate(rb.schema.names)}
+        by_key = {column_name(n): n for n in columns if n not in layout.names}  # output columns, any spelling
         preds = None
         for cand in ("prediction", "predictions", "sagemakeroutput", "score"):
-            if cand in columns:
-                preds = capture._column_numbers(columns.pop(cand))[0]
+            if cand in by_key:
+                preds = readers._column_numbers(columns.pop(by_key[cand]))[0]
                 break
         keys = None
-        if "sagemakerinferenceid" in columns:
-            keys = columns.pop("sagemakerinferenceid").to_pylist()
-        columns.pop("sagemakerinferencetime", None)
+        if "sagemakerinferenceid" in by_key:
+            keys = columns.pop(by_key["sagemakerinferenceid"]).to_pylist()
+        if "sagemakerinferencetime" in by_key:
+            columns.pop(by_key["sagemakerinferencetime"])
         fr.records_in_window += rb.num_rows
         yield Batch(columns, rb.num_rows, predictions=preds, keys=keys)
 
@@ -237,7 +269,7 @@ def _output_files(src: Source) -> dict[str, Path]:
         src.outputs = {}
         for m in list_files(src.root):
             if m.suffix.lower() == ".json" and _is_output_manifest(m):
-                files = capture.read_manifest(m, m.read_bytes(), _resolver(src, m)) or []
+                files = readers.read_manifest(m, m.read_bytes(), _resolver(src, m)) or []
                 src.outputs.update({f.name: f for f in files})
     return src.outputs
 
@@ -251,7 +283,7 @@ def _columns_in(path: Path) -> int:
 def _read_manifest(path: Path, data: bytes, src: Source, bad: BadLines, fr: FileResult) -> Iterator[Batch]:
     """Manifests name the transform's inputs (input/) and outputs (output/). A joined output carries the
     features and is read alone; otherwise the inputs are read with the predictions of their ``.out`` file."""
-    files = capture.read_manifest(path, data, _resolver(src, path))
+    files = readers.read_manifest(path, data, _resolver(src, path))
     if files is None:
         bad.add(str(path), 1, "not a batch data-capture manifest")
         return
@@ -263,18 +295,19 @@ def _read_manifest(path: Path, data: bytes, src: Source, bad: BadLines, fr: File
             continue
         if f.suffix.lower() in (".jsonl", ".json") or f.name.endswith((".jsonl.out", ".json.out")):
             if is_output or (f.name + ".out") not in _output_files(src):
-                yield from capture.read_joined_jsonl(f, f.read_bytes(), src.layout, bad, fr)
+                for data, first in blocks(f):
+                    yield from readers.read_joined_jsonl(f, data, src.layout, bad, fr, first)
             continue
         if is_output:
             if _columns_in(f) >= n_feat:  # joined: features + prediction
-                yield from capture.read_joined_csv(f, 0, src.layout, bad, fr)
+                yield from readers.read_joined_csv(f, 0, src.layout, bad, fr)
             continue
         out = _output_files(src).get(f.name + ".out")
         if out is not None and out.exists() and _columns_in(out) >= n_feat:
             continue  # the joined output is read from the output manifest
         preds = _predictions_file(out) if out is not None and out.exists() else None
         pos = 0
-        for batch in capture.read_joined_csv(f, 0, src.layout, bad, fr):
+        for batch in readers.read_joined_csv(f, 0, src.layout, bad, fr):
             if preds is not None and batch.predictions is None and len(preds) >= pos + batch.n_rows:
                 batch.predictions = preds[pos : pos + batch.n_rows]
             pos += batch.n_rows
@@ -283,7 +316,7 @@ def _read_manifest(path: Path, data: bytes, src: Source, bad: BadLines, fr: File
 
 def _predictions_file(path: Path) -> np.ndarray:
     table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(autogenerate_column_names=True))
-    return capture._column_numbers(table.column(0))[0]
+    return readers._column_numbers(table.column(0))[0]
 
 
 def read_prefix_map(raw: str | None) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from algorithms.errors import ConfigurationError, UserError
-from monitoring.capture import parse_time
+from monitoring.readers import parse_time
 
 log = logging.getLogger("monitoring")
 
@@ -73,6 +73,23 @@ def enabled_setting(args: Any, name: str, default: str = "Disabled") -> bool:
     raise ConfigurationError(f"{name}: expected Enabled or Disabled, received {setting(args, name)!r}")
 
 
+def strict_bool(value: Any, where: str) -> bool:
+    """true/false as JSON booleans or strings (case-insensitive): the BYOC contract writes "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigurationError(f"{where}: expected true or false, received {value!r}")
+
+
+def csv_header(fmt: dict[str, Any]) -> bool | None:
+    """``{"csv": {"header": ...}}``'s value, strictly parsed; None when not given."""
+    opts = fmt.get("csv") or {}
+    if not isinstance(opts, dict) or "header" not in opts:
+        return None
+    return strict_bool(opts["header"], "dataset_format csv.header")
+
+
 def int_setting(args: Any, name: str, default: int, minimum: int = 0) -> int:
     raw = setting(args, name, default)
     try:
@@ -98,6 +115,9 @@ def dataset_format(args: Any) -> dict[str, Any]:
             f'{{"json": {{"line": true}}}}, {{"parquet": {{}}}}; received {raw!r}'
         )
     kind = next(iter(doc))
+    if kind == "sagemaker_capture_json":  # the SageMaker Python SDK's older spelling
+        doc = {"sagemakerCaptureJson": doc[kind]}
+        kind = "sagemakerCaptureJson"
     if kind not in ("sagemakerCaptureJson", "csv", "json", "parquet"):
         raise ConfigurationError(
             f"dataset_format: unknown format {kind!r} in {raw!r}; expected sagemakerCaptureJson, csv, json or parquet"

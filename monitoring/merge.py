@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_dir=jobenv.cloudwatch_dir(),
     )
     summary = analyze.analyze(merged, ctx, baseline, cons, mq)
+    (output / "constraints.json").write_bytes(Path(cons_path).read_bytes())  # as a single run's folder holds
     analyze.attach_report(summary, output, args)
     print(f"merged {len(args.states)} shards: {summary['records']} records, {len(summary['violations'])} violations")
     return 0

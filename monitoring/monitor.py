@@ -3,8 +3,9 @@
 Environment (each also a ``--flag``): dataset_source, dataset_format, output_path, baseline_statistics,
 baseline_constraints, start_time, end_time, publish_cloudwatch_metrics, sagemaker_endpoint_name,
 sagemaker_monitoring_schedule_name; ours: ground_truth_source, schema_path, model_quality_constraints,
-batch_job_name, id_columns, label_first, bookmark_path (or ``bookmark=Disabled``), s3_prefix_map, kll_k,
-history_path (earlier runs, for the report's trends), report (Enabled/Disabled).
+batch_job_name, id_columns, label_first, output_columns_position (END or START), bookmark_path (or
+``bookmark=Disabled``), s3_prefix_map, kll_k, history_path (earlier runs, for the report's trends), report
+(Enabled/Disabled), fail_on_no_data (Enabled, Model Monitor's behaviour, or Disabled).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from algorithms.schema import FILENAME as SCHEMA_FILE
 from algorithms.schema import Schema
 from monitoring import analyze, constraints, jobenv
 from monitoring.bookmark import Bookmark
-from monitoring.capture import Layout, Window
 from monitoring.ingest import Source, ingest, read_prefix_map
+from monitoring.readers import Layout, Window
 from monitoring.sketches import DEFAULT_K
 from monitoring.statistics import FeatureSpec, baseline_features, load_statistics, specs_from_schema
 
@@ -51,7 +52,13 @@ ENV_NAMES = (
     "kll_k",
     "history_path",
     "report",
+    "output_columns_position",
+    "fail_on_no_data",
+    "record_preprocessor_script",
+    "post_analytics_processor_script",
 )
+# Model Monitor runs these user scripts inside its own container; this monitor runs no user code (see README).
+USER_SCRIPTS = ("record_preprocessor_script", "post_analytics_processor_script")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,16 +96,31 @@ def source_kind(fmt: dict[str, Any]) -> str:
     if kind == "sagemakerCaptureJson":
         return "capture"
     if kind == "csv":
-        if (fmt["csv"] or {}).get("header"):
-            raise ConfigurationError(
-                'dataset_format {"csv": {"header": true}}: batch output CSV has no header; use header false'
-            )
+        jobenv.csv_header(fmt)  # validated here, used by the layout
         return "csv"
     return "jsonl" if kind == "json" else "parquet"
 
 
+def _refuse_user_scripts(args: Any) -> None:
+    for name in USER_SCRIPTS:
+        if jobenv.setting(args, name):
+            raise ConfigurationError(
+                f"{name}: not supported: this monitor runs no user code. Its readers already decode CSV, JSON, "
+                "JSON Lines and base64 payloads and batch output; flatten other records before capture, or "
+                "post-process the outputs (statistics.json, constraint_violations.json) in a step of your own"
+            )
+
+
+def _output_first(args: Any) -> bool:
+    raw = str(jobenv.setting(args, "output_columns_position", "END")).strip().upper()
+    if raw not in ("START", "END"):
+        raise ConfigurationError(f"output_columns_position: expected START or END, received {raw!r}")
+    return raw == "START"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _refuse_user_scripts(args)
     source = required_path(args, "dataset_source")
     output = required_path(args, "output_path")
     stats_path = required_path(args, "baseline_statistics")
@@ -128,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             tuple(features_from(args, baseline_doc, source)),
             id_columns=jobenv.int_setting(args, "id_columns", 0),
             label_first=jobenv.enabled_setting(args, "label_first", "Disabled"),
+            output_first=_output_first(args),
+            header=bool(jobenv.csv_header(fmt)),
         ),
         window=Window(start, end),
         ground_truth=Path(gt) if gt else None,
@@ -140,14 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     bm_path = Path(jobenv.setting(args, "bookmark_path", output / BOOKMARK_FILE)) if use_bookmark else None
     bookmark = Bookmark.load(bm_path)
     publish = jobenv.enabled_setting(args, "publish_cloudwatch_metrics", "Disabled")
+    fail_on_no_data = jobenv.enabled_setting(args, "fail_on_no_data", "Enabled")
 
     result = ingest(src, bookmark)
     output.mkdir(parents=True, exist_ok=True)
     if result.profile.item_count == 0:
+        # Model Monitor fails such an execution ("Job inputs had no data"); fail_on_no_data=Disabled says
+        # "nothing new" and succeeds, for schedules that run more often than data arrives
         summary = {
             "version": 1,
-            "status": "NoNewData",
-            "message": _no_data_message(result, source),
+            "status": "Failed" if fail_on_no_data else "NoNewData",
+            "message": _no_data_message(result, source, fail_on_no_data),
             "files_read": len(result.files_read),
             "files_skipped_by_bookmark": result.files_skipped,
             "records_outside_window": result.records_outside_window,
@@ -156,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         # only the run summary: no statistics or violations that could be mistaken for a clean result
         analyze.write_json(output / analyze.SUMMARY_FILE, summary)
         bookmark.save()
+        if fail_on_no_data:
+            raise DataError(summary["message"])
         print(summary["message"])
         return 0
     ctx = analyze.RunContext(
@@ -169,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics_dir=jobenv.cloudwatch_dir(),
     )
     summary = analyze.analyze(result, ctx, baseline, cons, mq_constraints)
+    # Model Monitor's run folder also holds the constraints it checked against
+    (output / "constraints.json").write_bytes(constraints_path.read_bytes())
     analyze.attach_report(summary, output, args)
     bookmark.save()
     n_v = len(summary["violations"]) + len((summary.get("model_quality") or {}).get("violations", []))
@@ -179,14 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _no_data_message(result: Any, source: Path) -> str:
-    parts = [f"No new data to monitor in {source}:"]
+def _no_data_message(result: Any, source: Path, failing: bool) -> str:
+    lead = "Job inputs had no data: nothing to monitor" if failing else "No new data to monitor"
+    parts = [f"{lead} in {source}:"]
     parts.append(f"{len(result.files_read)} new files read, {result.files_skipped} already processed (bookmark)")
     if result.records_outside_window:
         parts.append(f"{result.records_outside_window} records outside the time window")
     if result.bad.count:
         parts.append(f"{result.bad.count} malformed lines")
-    return " ".join(parts[:1]) + " " + ", ".join(parts[1:]) + ". Nothing to compare; exiting successfully."
+    tail = " (fail_on_no_data=Disabled makes this a success)" if failing else "; exiting successfully"
+    return " ".join(parts[:1]) + " " + ", ".join(parts[1:]) + tail + "."
 
 
 if __name__ == "__main__":

@@ -44,7 +44,11 @@ table{border-collapse:collapse;width:100%;background:#fff;border-radius:10px;ove
 box-shadow:0 1px 2px rgba(0,0,0,.06)}th,td{text-align:left;padding:7px 10px;border-bottom:1px solid #e2e8f0;
 font-size:13px;vertical-align:top}th{background:#f8fafc;color:#475569;font-weight:600}
 .legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
-a{color:#1d4ed8}.muted{color:#64748b}code{font-size:12px}
+a{color:#1d4ed8}.muted{color:#64748b}code{font-size:12px}.note{font-size:12px;margin:4px 0}
+.drift-line{flex-wrap:wrap;margin:4px 0}.drift-line .badge{margin:0}svg{max-width:100%;height:auto}
+.scroll{overflow-x:auto}
+@media (max-width:640px){header,main{padding:14px}.grid{grid-template-columns:minmax(0,1fr)}
+.tiles{grid-template-columns:repeat(2,minmax(0,1fr))}td,th{padding:6px}}
 """
 
 
@@ -291,7 +295,8 @@ def render_run(summary: dict[str, Any], history: Sequence[dict[str, Any]], index
             for v in summary["violations"]
         )
         body.append(
-            f"<h2>Violations</h2><table><tr><th>feature</th><th>check</th><th>description</th></tr>{rows}</table>"
+            "<h2>Violations</h2><div class=scroll><table><tr><th>feature</th><th>check</th><th>description</th></tr>"
+            f"{rows}</table></div>"
         )
     bad = summary.get("malformed") or {}
     if bad.get("count"):
@@ -301,7 +306,7 @@ def render_run(summary: dict[str, Any], history: Sequence[dict[str, Any]], index
         )
         body.append(
             f"<h2>Malformed input ({bad['count']:,} lines skipped)</h2>"
-            f"<table><tr><th>file</th><th>line</th><th>reason</th></tr>{rows}</table>"
+            f"<div class=scroll><table><tr><th>file</th><th>line</th><th>reason</th></tr>{rows}</table></div>"
         )
     body.append("</main>")
     return _page(f"Monitoring {_target(summary)} {_when(summary)}", head + "".join(body))
@@ -314,15 +319,7 @@ def _feature_card(f: dict[str, Any], violations: list[dict[str, str]], history: 
     sub = f"{escape(f['kind'])} · completeness {_pct(f.get('completeness'))}"
     if f.get("baseline_completeness") is not None:
         sub += f" (baseline {_pct(f['baseline_completeness'])})"
-    dist = ""
-    if d:
-        color = BAD_COLOR if d.get("drifted") else OK_COLOR
-        dist = (
-            f'<div class="row"><b style="color:{color}">distance {_fmt(d.get("distance"))}</b>'
-            f'<span class="muted">threshold {_fmt(d.get("threshold"))} · {escape(str(d.get("method")))}'
-            + (f" (L∞ {_fmt(d['simple'])})" if d.get("simple") is not None and d.get("method") == "Robust" else "")
-            + "</span></div>"
-        )
+    dist = _drift_line(d) if d else ""
     chart = ""
     if f.get("histogram"):
         hgram = f["histogram"]
@@ -334,9 +331,37 @@ def _feature_card(f: dict[str, Any], violations: list[dict[str, str]], history: 
     for run in history:
         match = next((x for x in run.get("features", []) if x["name"] == name), None)
         series.append(((match or {}).get("drift") or {}).get("distance"))
-    trend = svg_trend(series, d.get("threshold")) if len(history) > 1 else ""
+    trend = _trend(series, d.get("threshold")) if d else ""
     checks = "".join(f'<div class="badge bad">{escape(v["constraint_check_type"])}</div>' for v in violations)
     return f'<div class="{cls}"><h3>{escape(name)}</h3><div class="sub">{sub}</div>{checks}{dist}{chart}{trend}</div>'
+
+
+def _drift_line(d: dict[str, Any]) -> str:
+    """The compared statistic, its threshold and the verdict, once, in Model Monitor's words."""
+    drifted = bool(d.get("drifted"))
+    if d.get("method") == "ChiSquared":
+        stat, rel = "Chi-squared p-value", "is below" if drifted else "is not below"
+    else:
+        stat, rel = "Baseline drift distance", "exceeds" if drifted else "does not exceed"
+    verdict = '<span class="badge bad">drift</span>' if drifted else '<span class="badge ok">no drift</span>'
+    line = (
+        f'<div class="row drift-line">{verdict}<span>{stat} <b>{_fmt(d.get("distance"))}</b> {rel} threshold '
+        f"<b>{_fmt(d.get('threshold'))}</b></span></div>"
+    )
+    if d.get("method") == "Robust" and d.get("simple") is not None:
+        # how the compared number came about, so the L-inf distance is not read as a second verdict
+        line += (
+            f'<div class="muted note">Robust: the L∞ distance between the distributions, {_fmt(d["simple"])}, '
+            "less 1.8·√((n+m)/nm) for sampling noise, floored at 0</div>"
+        )
+    return line
+
+
+def _trend(series: Sequence[float | None], threshold: float | None, *, higher_is_bad: bool = True) -> str:
+    points = [v for v in series if v is not None]
+    if len(points) >= 2:
+        return svg_trend(series, threshold, higher_is_bad=higher_is_bad)
+    return '<p class="muted note">Trend over runs: one run so far; the line appears from the second run.</p>'
 
 
 def _model_quality(mq: dict[str, Any], history: Sequence[dict[str, Any]]) -> str:
@@ -355,15 +380,14 @@ def _model_quality(mq: dict[str, Any], history: Sequence[dict[str, Any]]) -> str
     for m in ("rmse", "mae", "r2"):
         series = [(((r.get("model_quality") or {}).get("metrics") or {}).get(m) or {}).get("value") for r in history]
         threshold = (cons.get(m) or {}).get("threshold")
-        trends.append(
-            f'<div class="card"><h3>{m} over runs</h3>'
-            f"{svg_trend(series, threshold, higher_is_bad=m != 'r2') if len(history) > 1 else ''}</div>"
-        )
+        chart = _trend(series, threshold, higher_is_bad=m != "r2")
+        trends.append(f'<div class="card"><h3>{m} over runs</h3>{chart}</div>')
     return (
         f"<h2>Model quality ({mq.get('item_count', 0):,} labelled predictions)</h2>"
-        "<table><tr><th>metric</th><th>value</th><th>std dev</th><th>threshold</th><th>operator</th><th></th></tr>"
+        "<div class=scroll><table><tr><th>metric</th><th>value</th><th>std dev</th><th>threshold</th>"
+        "<th>operator</th><th></th></tr>"
         + "".join(rows)
-        + '</table><div class="grid" style="margin-top:14px"><div class="card"><h3>predicted vs actual</h3>'
+        + '</table></div><div class="grid" style="margin-top:14px"><div class="card"><h3>predicted vs actual</h3>'
         + svg_scatter(mq.get("sample") or [])
         + "</div>"
         + "".join(trends)
@@ -388,8 +412,9 @@ def render_index(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
         f'<header><h1>Model monitoring · all runs</h1><div class="meta">{len(runs)} runs, newest first</div></header>'
     )
     table = (
-        "<main><table><tr><th>window</th><th>endpoint / batch job</th><th>records</th><th>violations</th>"
-        f"<th>features</th><th>rmse</th></tr>{''.join(rows)}</table></main>"
+        "<main><div class=scroll><table><tr><th>window</th><th>endpoint / batch job</th><th>records</th>"
+        "<th>violations</th>"
+        f"<th>features</th><th>rmse</th></tr>{''.join(rows)}</table></div></main>"
     )
     return _page("Model monitoring: all runs", head + table)
 

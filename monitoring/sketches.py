@@ -126,7 +126,8 @@ class NumericSketch:
         if lo == hi:
             return [{"lower_bound": lo, "upper_bound": hi, "count": float(self.count)}]
         edges = np.linspace(lo, hi, n + 1)
-        cdf = [0.0, *self.kll.get_cdf(list(edges[1:-1]), True), 1.0]
+        # Deequ's buckets are [low, high) with the last one closed: count values strictly below each inner edge
+        cdf = [0.0, *self.kll.get_cdf(list(edges[1:-1]), False), 1.0]
         counts = np.diff(np.asarray(cdf)) * self.count
         return [
             {"lower_bound": float(edges[i]), "upper_bound": float(edges[i + 1]), "count": float(round(counts[i], 6))}
@@ -152,8 +153,9 @@ class NumericSketch:
             "distribution": {
                 "kll": {
                     "buckets": self.buckets(),
-                    # DataSketches' KLL shrinks its compactors by 2/3 per level (Deequ's by c=0.64).
-                    "sketch": {"parameters": {"c": round(2 / 3, 6), "k": self.k}, "data": self.sketch_levels()},
+                    # Model Monitor's own values (Deequ: c=0.64, k a double); readers use only k and the data,
+                    # DataSketches' compaction ratio (2/3) is an implementation detail not recorded here.
+                    "sketch": {"parameters": {"c": 0.64, "k": float(self.k)}, "data": self.sketch_levels()},
                 }
             },
         }

@@ -23,7 +23,9 @@ NUMERIC_TYPES = ("Integral", "Fractional")
 
 
 def column_name(name: str) -> str:
-    """The built-in analyzer's rule: lowercase, ``_`` as the only special character."""
+    """A normalised spelling (lowercase, ``_`` as the only special character), used only to match a column
+    spelled otherwise than the baseline (a JSON record's keys, a model-quality attribute); names are kept as
+    written everywhere else."""
     return re.sub(r"[^a-z0-9_]", "_", str(name).strip().lower())
 
 

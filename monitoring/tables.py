@@ -12,7 +12,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from algorithms.errors import DataError
-from monitoring.statistics import column_name
 
 # ".out": what a batch transform writes for each input file (<name>.out), read as CSV.
 DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".out", "")
@@ -34,11 +33,10 @@ def data_files(source: Path) -> list[Path]:
 
 
 def read_blocks(path: Path, *, header: bool, names: list[str] | None) -> Iterator[pa.RecordBatch]:
-    """Record batches whose column names follow the built-in analyzer's rule (lowercase, ``_``)."""
+    """Record batches whose columns are named as the data names them (header, parquet schema, schema.json):
+    Model Monitor's statistics and constraints carry names as written ("Account Length", "Min.Price")."""
     if path.suffix.lower() in (".parquet", ".pq"):
-        pf = pq.ParquetFile(path)
-        for rb in pf.iter_batches(batch_size=65_536):
-            yield rb.rename_columns([column_name(n) for n in rb.schema.names])
+        yield from pq.ParquetFile(path).iter_batches(batch_size=65_536)
         return
     with open(path, newline="") as f:
         first = f.readline()
@@ -46,7 +44,7 @@ def read_blocks(path: Path, *, header: bool, names: list[str] | None) -> Iterato
         return
     n_cols = len(next(csv.reader([first])))
     if header:
-        col_names = [column_name(n) for n in next(csv.reader([first]))]
+        col_names = next(csv.reader([first]))
     else:
         if names is None:
             col_names = [f"_c{i}" for i in range(n_cols)]

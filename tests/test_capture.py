@@ -319,7 +319,7 @@ def test_cli_rejects_bad_target(capsys, tmp_path):
 
 def test_captures_are_what_the_monitor_reads(upstream, tmp_path):
     """The capture reader of monitoring decodes what the proxy writes (CSV, JSON and BASE64)."""
-    from monitoring.capture import decode_payload
+    from monitoring.datacapture import decode_payload
 
     with proxy_for(upstream, tmp_path) as proxy:
         requests.post(proxy.url + "/invocations", data=b"8221,Buick", headers={"Content-Type": "text/csv"})

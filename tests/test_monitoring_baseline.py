@@ -34,7 +34,7 @@ def test_layout_from_headerless_label_first_csv(tmp_path: Path, monkeypatch: pyt
     assert sum(b["count"] for b in kll["buckets"]) == pytest.approx(len(frame))
     assert kll["buckets"][0]["lower_bound"] == frame.mileage.min()
     assert kll["buckets"][-1]["upper_bound"] == frame.mileage.max()
-    assert kll["sketch"]["parameters"]["k"] == 2048
+    assert kll["sketch"]["parameters"] == {"c": 0.64, "k": 2048.0}
     assert sorted(kll["sketch"]["data"][0]) == sorted(frame.mileage.astype(float))  # exact below k
     make = feats["make"]
     assert make["inferred_type"] == "String"
@@ -54,8 +54,9 @@ def test_layout_from_headerless_label_first_csv(tmp_path: Path, monkeypatch: pyt
     assert cons["monitoring_config"] == {
         "evaluate_constraints": "Enabled",
         "emit_metrics": "Enabled",
-        "datatype_check_threshold": 0.1,
-        "domain_content_threshold": 0.1,
+        # Model Monitor's generated values: the share of values that must match
+        "datatype_check_threshold": 1.0,
+        "domain_content_threshold": 1.0,
         "distribution_constraints": {
             "perform_comparison": "Enabled",
             "comparison_threshold": 0.1,

@@ -136,11 +136,20 @@ def test_data_type_and_completeness_checks(tmp_path: Path, monkeypatch: pytest.M
     assert "Expected data type: Integral" in by_check(out, "data_type_check")["cylinder"]["description"]
     assert set(by_check(out, "completeness_check")) == {"doors"}
     assert by_check(out, "missing_column_check") == {} and by_check(out, "extra_column_check") == {}
-    # a few non-numbers stay below datatype_check_threshold (0.1)
+    # the threshold is the share that must match (Model Monitor's semantics): 1.0, the generated value, tolerates
+    # no mismatch; 0.9 tolerates a few non-numbers (21 of 804)
     few = cars().astype({"cylinder": object})
     few.loc[:20, "cylinder"] = "six"
-    out2 = _monitor(tmp_path, monkeypatch, base, _capture(tmp_path, few, "cap2"), "out2")
-    assert by_check(out2, "data_type_check") == {}
+    cap2 = _capture(tmp_path, few, "cap2")
+    out2 = _monitor(tmp_path, monkeypatch, base, cap2, "out2")
+    assert set(by_check(out2, "data_type_check")) == {"cylinder"}
+    cons = read(base / "constraints.json")
+    cons["monitoring_config"]["datatype_check_threshold"] = 0.9
+    (tmp_path / "c.json").write_text(json.dumps(cons))
+    argv = monitor_args(tmp_path, cap2, base, tmp_path / "out3", *WINDOW)
+    argv[argv.index("--baseline-constraints") + 1] = str(tmp_path / "c.json")
+    assert run(monitor.main, argv, monkeypatch, tmp_path) == 0
+    assert by_check(tmp_path / "out3", "data_type_check") == {}
 
 
 def test_missing_and_extra_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
@@ -253,7 +262,7 @@ def test_bookmark_reads_only_new_data(tmp_path: Path, monkeypatch: pytest.Monkey
     bm = ["--bookmark-path", str(tmp_path / "bookmark.json")]
     out1 = _monitor(tmp_path, monkeypatch, base, src, "r1", *bm)
     assert read(out1 / "monitoring_report.json")["records"] == 200
-    out2 = _monitor(tmp_path, monkeypatch, base, src, "r2", *bm)
+    out2 = _monitor(tmp_path, monkeypatch, base, src, "r2", *bm, "--fail-on-no-data", "Disabled")
     s2 = read(out2 / "monitoring_report.json")
     assert s2["status"] == "NoNewData" and "No new data" in s2["message"]
     assert not (out2 / "statistics.json").exists() and not (out2 / "constraint_violations.json").exists()
@@ -270,12 +279,25 @@ def test_bookmark_reads_only_new_data(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_empty_window_says_so_and_exits_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
     src = _capture(tmp_path, cars().head(50))
     out = tmp_path / "out"
-    argv = monitor_args(
-        tmp_path, src, base, out, "--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-01T01:00:00Z"
-    )
+    window = ["--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-01T01:00:00Z"]
+    argv = monitor_args(tmp_path, src, base, out, *window, "--fail-on-no-data", "Disabled")
     assert run(monitor.main, argv, monkeypatch, tmp_path) == 0
     s = read(out / "monitoring_report.json")
     assert s["status"] == "NoNewData" and s["records_outside_window"] == 50
+    assert not (out / "constraint_violations.json").exists()
+
+
+def test_a_run_without_data_fails_as_model_monitors_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: Path
+) -> None:
+    src = _capture(tmp_path, cars().head(50))
+    out = tmp_path / "out"
+    window = ["--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-01T01:00:00Z"]
+    assert run(monitor.main, monitor_args(tmp_path, src, base, out, *window), monkeypatch, tmp_path) == 1
+    first = (tmp_path / "output" / "failure").read_text().splitlines()[0]
+    assert first.startswith("Job inputs had no data") and "50 records outside the time window" in first
+    s = read(out / "monitoring_report.json")
+    assert s["status"] == "Failed" and s["records_outside_window"] == 50
     assert not (out / "constraint_violations.json").exists()
 
 
@@ -333,6 +355,17 @@ def test_cloudwatch_metric_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         {"Name": "MonitoringSchedule", "Value": "hourly"},
     ]
     assert set(lines[0]) == {"MetricName", "Timestamp", "Dimensions", "Value", "Unit"}
+    # feature_data_{name}: a statistic set (Min, Max, Sum, SampleCount; CloudWatch derives the Average)
+    frame = _drifted(cars())
+    data = m["feature_data_mileage"]
+    assert set(data) == {"MetricName", "Timestamp", "Dimensions", "StatisticValues", "Unit"}
+    assert data["StatisticValues"] == {
+        "SampleCount": float(len(frame)),
+        "Sum": pytest.approx(float(frame["mileage"].sum())),
+        "Minimum": float(frame["mileage"].min()),
+        "Maximum": float(frame["mileage"].max()),
+    }
+    assert "feature_data_make" not in m  # numeric features only
     summary = read(tmp_path / "out" / "monitoring_report.json")
     assert "/aws/sagemaker/Endpoints/data-metrics" in summary["cloudwatch"]["namespaces"]
 
@@ -434,10 +467,11 @@ def test_sharded_runs_merge_into_the_single_run(tmp_path: Path, monkeypatch: pyt
     assert run(merge.main, argv, monkeypatch, tmp_path) == 0
     assert violations(merged) == violations(whole)
     assert read(merged / "statistics.json")["dataset"] == read(whole / "statistics.json")["dataset"]
+    assert read(merged / "constraints.json") == read(whole / "constraints.json") == read(base / "constraints.json")
 
 
 def test_base64_payload_decodes(tmp_path: Path) -> None:
-    from monitoring.capture import decode_payload
+    from monitoring.datacapture import decode_payload
 
     data = base64.b64encode(b"1,2\n3,4").decode()
     assert decode_payload({"data": data, "encoding": "BASE64", "observedContentType": "text/csv"}) == [

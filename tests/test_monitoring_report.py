@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
+import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -114,3 +116,81 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, monkeypatch: pytest
         ).stdout
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     assert "What drifted" in dom and dom.count("<svg") >= 16 and "baseline_drift_check" in dom
+
+
+def _screenshot(exe: str, page: Path, shot: Path, size: str) -> None:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [exe, *flags, f"--user-data-dir={profile}", f"--screenshot={shot}", f"--window-size={size}", page.as_uri()],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def _png_rows(path: Path) -> tuple[int, int, list[bytes]]:
+    """(width, height, rows of RGB bytes) of an 8-bit RGB or RGBA PNG, decoded with the standard library."""
+    data = path.read_bytes()
+    pos, idat, width, height, channels = 8, b"", 0, 0, 3
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and ctype in (2, 6)
+            channels = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride, rows, prev = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line[j] for k in range(0, stride, channels) for j in range(k, k + 3)))
+        prev = line
+    return width, height, rows
+
+
+def test_report_fits_a_phone_screen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI to check the report renders")
+        pytest.skip("chromium not installed")
+    runs = _runs(tmp_path, monkeypatch)
+    shot = Path(os.environ.get("REPORT_SHOT_DIR", tmp_path)) / "report-mobile.png"
+    _screenshot(exe, runs / "run2" / "report.html", shot, "390,2600")
+    width, height, rows = _png_rows(shot)
+    assert width == 390
+    # cards and tables keep the page's margin: nothing white reaches the right edge (it would be cut off)
+    edge = [y for y in range(height) if rows[y][3 * (width - 3) : 3 * width] == b"\xff" * 9]
+    assert edge == [], f"content reaches the right edge at rows {edge[:3]}..{edge[-3:]}"
+    page = (runs / "run2" / "report.html").read_text()
+    assert 'name="viewport"' in page
+
+
+def test_drift_is_stated_once_with_its_threshold_and_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _runs(tmp_path, monkeypatch)
+    page = (runs / "run2" / "report.html").read_text()
+    card = page.split("<h3>mileage</h3>", 1)[1].split('<div class="card', 1)[0]
+    text = re.sub(r"<[^>]+>", "", card)
+    assert re.search(r"driftBaseline drift distance [0-9.]+ exceeds threshold 0\.1", text)
+    assert "distance " not in text.replace("drift distance", "").replace("L∞ distance", "")
+    clean = (runs / "run0" / "report.html").read_text()
+    card0 = re.sub(r"<[^>]+>", "", clean.split("<h3>mileage</h3>", 1)[1].split('<div class="card', 1)[0])
+    assert "no driftBaseline drift distance 0 does not exceed threshold 0.1" in card0
+    assert "one run so far; the line appears from the second run" in card0

@@ -1,16 +1,12 @@
-"""Readers for what a monitoring run analyses, each yielding column batches (never the whole data set).
+"""Readers for batch transform output, and the types every reader shares, each yielding column batches (never the
+whole data set). Real-time data capture and ground truth lines are ``monitoring.datacapture``'s.
 
-- real-time data capture JSON Lines (``captureData.endpointInput`` / ``endpointOutput`` with CSV, JSON or BASE64
-  encoding; a CSV payload may hold several records, a JSON payload ``{"instances": [...]}``, a list of records,
-  one record by feature name, or JSON Lines), filtered to ``[start_time, end_time)`` by
-  ``eventMetadata.inferenceTime``;
 - batch transform output: joined CSV (optional leading id columns, optional label first, the features, the
   prediction, optionally the inference id and time that ``GenerateInferenceId`` appends) and JSON Lines with
   ``SageMakerOutput`` (and ``SageMakerInput`` when the input was not an object);
-- ground truth JSON Lines (``groundTruthData``).
+- batch data-capture manifests.
 
-Clean capture files take a vectorised path (pyarrow's JSON and CSV readers); a file with anything unusual is
-re-read line by line, which names every malformed line (file and line) and never stops the run.
+Malformed lines are named (file and line) and never stop the run.
 """
 
 from __future__ import annotations
@@ -28,27 +24,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 
 from monitoring.statistics import FeatureSpec, column_name
 
 FLUSH_ROWS = 65_536
 MAX_REPORTED_BAD_LINES = 1000
 
-_PAYLOAD = pa.struct(
-    [("observedContentType", pa.string()), ("mode", pa.string()), ("data", pa.string()), ("encoding", pa.string())]
-)
-CAPTURE_SCHEMA = pa.schema(
-    [
-        ("captureData", pa.struct([("endpointInput", _PAYLOAD), ("endpointOutput", _PAYLOAD)])),
-        (
-            "eventMetadata",
-            pa.struct([("eventId", pa.string()), ("inferenceId", pa.string()), ("inferenceTime", pa.string())]),
-        ),
-    ]
-)
 _PREDICTION_KEYS = ("predictions", "prediction", "score", "scores", "predicted_label", "value", "output")
 
 
@@ -98,6 +80,7 @@ class FileResult:
     records_in_window: int = 0
     records_before: int = 0
     records_after: int = 0  # records later than the window: the file is not finished with
+    fields: int | None = None  # fields per positional record, set by the file's first one (as batch CSV does)
 
 
 @dataclass(frozen=True)
@@ -107,124 +90,12 @@ class Layout:
     features: tuple[FeatureSpec, ...]
     id_columns: int = 0
     label_first: bool = False
+    output_first: bool = False  # output_columns_position START: the prediction leads the joined row
+    header: bool = False  # a CSV header names the columns (then names, not positions, decide)
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
-
-
-# -- real-time data capture ------------------------------------------------------------------------------------
-def read_capture_file(
-    path: Path, data: bytes, layout: Layout, window: Window, bad: BadLines, result: FileResult, first_line: int = 1
-) -> Iterator[Batch]:
-    """Batches from one capture file's bytes (``data`` may start mid-file at line ``first_line``)."""
-    fast = _capture_fast(path, data, layout, window, result)
-    if fast is not None:
-        yield from fast
-        return
-    yield from _capture_slow(path, data, layout, window, bad, result, first_line)
-
-
-def _capture_fast(path: Path, data: bytes, layout: Layout, window: Window, result: FileResult) -> list[Batch] | None:
-    """The vectorised path, or None when the file needs the careful line-by-line one."""
-    if not data.strip():
-        return []
-    try:
-        table = pajson.read_json(
-            io.BytesIO(data),
-            parse_options=pajson.ParseOptions(explicit_schema=CAPTURE_SCHEMA, unexpected_field_behavior="ignore"),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if table.num_rows != data.count(b"\n") + (0 if data.endswith(b"\n") else 1):
-        return None  # blank lines would shift line numbers
-    cap = table.column("captureData").combine_chunks()
-    meta = table.column("eventMetadata").combine_chunks()
-    inp, out = cap.field("endpointInput"), cap.field("endpointOutput")
-    in_data, in_enc = inp.field("data"), inp.field("encoding")
-    times_raw = meta.field("inferenceTime")
-    if in_data.null_count or times_raw.null_count or in_enc.null_count:
-        return None
-    if not pc.all(pc.equal(in_enc, "CSV")).as_py():
-        return None
-    try:
-        times = pc.cast(times_raw, pa.timestamp("us", tz="UTC"))
-    except pa.ArrowInvalid:
-        return None
-    keep = _window_mask(times, window, result)
-    if keep is not None:
-        in_data, out = in_data.filter(keep), out.filter(keep)
-        meta = meta.filter(keep)
-    n_caps = len(in_data)
-    result.records_in_window += n_caps
-    if n_caps == 0:
-        return []
-    in_data = pc.utf8_rtrim(in_data, characters="\r\n")
-    rows_per = pc.add(pc.count_substring(in_data, "\n"), 1).to_numpy(zero_copy_only=False)
-    n_rows = int(rows_per.sum())
-    table_in = _read_csv_block(in_data)
-    if table_in is None or table_in.num_rows != n_rows:
-        return None
-    columns, absent = _positional_columns(table_in, layout, n_rows)
-    predictions = _fast_predictions(out, rows_per, n_rows)
-    ids = meta.field("inferenceId")
-    ids = pc.if_else(pc.is_valid(ids), ids, meta.field("eventId"))
-    return [Batch(columns, n_rows, absent, predictions=predictions, lazy_keys=(ids, rows_per))]
-
-
-def _window_mask(times: pa.Array, window: Window, result: FileResult) -> pa.Array | None:
-    if window.start is None and window.end is None:
-        return None
-    keep = pa.array(np.ones(len(times), dtype=bool))
-    if window.start is not None:
-        before = pc.less(times, pa.scalar(window.start, pa.timestamp("us", tz="UTC")))
-        result.records_before += pc.sum(before).as_py() or 0
-        keep = pc.and_(keep, pc.invert(before))
-    if window.end is not None:
-        after = pc.greater_equal(times, pa.scalar(window.end, pa.timestamp("us", tz="UTC")))
-        result.records_after += pc.sum(after).as_py() or 0
-        keep = pc.and_(keep, pc.invert(after))
-    return keep
-
-
-def _read_csv_block(lines: pa.Array) -> pa.Table | None:
-    joined = pc.binary_join_element_wise(lines, "\n", "")  # each value + "\n": the buffer is then the CSV text
-    joined = joined if joined.offset == 0 else pa.concat_arrays([joined])
-    buf = joined.buffers()[2]
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1)
-    body = buf[offsets[0] : offsets[-1]] if buf is not None else b""
-    try:
-        return pacsv.read_csv(
-            pa.BufferReader(body),
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-
-
-def _positional_columns(table: pa.Table, layout: Layout, n_rows: int) -> tuple[dict[str, Any], dict[str, int]]:
-    columns: dict[str, Any] = {}
-    names = layout.names
-    for i in range(table.num_columns):
-        name = names[i] if i < len(names) else f"_c{i}"
-        columns[name] = table.column(i)
-    return columns, {}
-
-
-def _fast_predictions(out: pa.StructArray, rows_per: np.ndarray, n_rows: int) -> np.ndarray | None:
-    data, enc = out.field("data"), out.field("encoding")
-    if data.null_count or enc.null_count or not pc.all(pc.equal(enc, "CSV")).as_py():
-        return _slow_predictions(out, rows_per, n_rows)
-    data = pc.utf8_rtrim(data, characters="\r\n")
-    per = pc.add(pc.count_substring(data, "\n"), 1).to_numpy(zero_copy_only=False)
-    if not np.array_equal(per, rows_per):
-        return _slow_predictions(out, rows_per, n_rows)
-    table = _read_csv_block(data)
-    if table is None or table.num_rows != n_rows:
-        return _slow_predictions(out, rows_per, n_rows)
-    numbers, _ = _column_numbers(table.column(0))
-    return numbers
 
 
 def _column_numbers(col: Any) -> tuple[np.ndarray, int]:
@@ -233,98 +104,12 @@ def _column_numbers(col: Any) -> tuple[np.ndarray, int]:
     return to_numbers(col)
 
 
-def _slow_predictions(out: pa.StructArray, rows_per: np.ndarray, n_rows: int) -> np.ndarray:
-    preds = np.full(n_rows, np.nan)
-    pos = 0
-    for payload, k in zip(out.to_pylist(), rows_per.tolist(), strict=True):
-        values = _predictions_from_payload(payload) if payload else []
-        if len(values) == k:
-            preds[pos : pos + k] = values
-        pos += k
-    return preds
-
-
-def _expand_keys(ids: list[str | None], rows_per: np.ndarray) -> list[str]:
-    if int(rows_per.max(initial=1)) == 1:
-        return [i or "" for i in ids]
-    keys: list[str] = []
-    for i, k in zip(ids, rows_per.tolist(), strict=True):
-        keys += [i or ""] if k == 1 else [f"{i}#{j}" for j in range(k)]
-    return keys
-
-
-def _capture_slow(
-    path: Path, data: bytes, layout: Layout, window: Window, bad: BadLines, result: FileResult, first_line: int
-) -> Iterator[Batch]:
-    acc = _RecordAccumulator(layout)
-    for lineno, raw in enumerate(data.split(b"\n"), start=first_line):
-        if not raw.strip():
-            continue
-        try:
-            event = json.loads(raw)
-            if not isinstance(event, dict):
-                raise ValueError("expected a JSON object")
-            cap = event.get("captureData")
-            meta = event.get("eventMetadata") or {}
-            if not isinstance(cap, dict) or not isinstance(cap.get("endpointInput"), dict):
-                raise ValueError("no captureData.endpointInput")
-            t_raw = meta.get("inferenceTime")
-            if t_raw is None:
-                raise ValueError("no eventMetadata.inferenceTime")
-            t = parse_time(str(t_raw))
-            if window.start is not None and t < window.start:
-                result.records_before += 1
-                continue
-            if window.end is not None and t >= window.end:
-                result.records_after += 1
-                continue
-            records = decode_payload(cap["endpointInput"])
-            if not records:
-                raise ValueError("endpointInput holds no record")
-            output = cap.get("endpointOutput")
-            preds = _predictions_from_payload(output) if isinstance(output, dict) else []
-            if len(preds) != len(records):
-                preds = [math.nan] * len(records)
-            key = meta.get("inferenceId") or meta.get("eventId") or ""
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
-            reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
-            bad.add(str(path), lineno, f"malformed capture line: {reason}")
-            continue
-        result.records_in_window += 1
-        keys = [key] if len(records) == 1 else [f"{key}#{j}" for j in range(len(records))]
-        for rec, p, k in zip(records, preds, keys, strict=True):
-            acc.add(rec, p, k)
-        if acc.n >= FLUSH_ROWS:
-            yield acc.flush()
-    if acc.n:
-        yield acc.flush()
-
-
 def parse_time(value: str) -> datetime:
     v = value.strip()
     if v.endswith("Z"):
         v = v[:-1] + "+00:00"
     t = datetime.fromisoformat(v)
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def decode_payload(payload: dict[str, Any]) -> list[Any]:
-    """A capture payload as a list of records (each a list of values, or a dict by feature name)."""
-    data = payload.get("data")
-    if data is None:
-        raise ValueError("payload has no 'data'")
-    encoding = str(payload.get("encoding", "CSV")).upper()
-    ctype = str(payload.get("observedContentType") or "").split(";")[0].strip().lower()
-    if encoding == "BASE64":
-        text = base64.b64decode(data, validate=True).decode("utf-8")
-        if "json" in ctype:
-            return _json_records(text, lines=ctype == "application/jsonlines")
-        return _csv_records(text)
-    if encoding == "JSON":
-        return _json_records(data, lines=ctype == "application/jsonlines")
-    if encoding == "CSV":
-        return _csv_records(str(data))
-    raise ValueError(f"unknown encoding {payload.get('encoding')!r}; expected CSV, JSON or BASE64")
 
 
 def _csv_records(text: str) -> list[list[str]]:
@@ -406,6 +191,7 @@ class _RecordAccumulator:
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        self.names = set(layout.names)
         self.lower = {column_name(n): n for n in layout.names}
         self._reset()
 
@@ -425,7 +211,8 @@ class _RecordAccumulator:
     def add(self, rec: Any, pred: float, key: str, label: Any = None) -> None:
         if isinstance(rec, dict):
             for k, v in rec.items():
-                name = k if k in self.lower.values() else self.lower.get(column_name(k), column_name(k))
+                # as written; a record spelling a feature otherwise (case, punctuation) still counts for it
+                name = k if k in self.names else self.lower.get(column_name(k), k)
                 self._set(name, _scalar(v))
         else:
             names = self.layout.names
@@ -485,8 +272,13 @@ class CsvShape:
 
 
 def csv_shape(n_columns: int, layout: Layout) -> CsvShape:
-    head = layout.id_columns + (1 if layout.label_first else 0)
     n = len(layout.features)
+    if layout.output_first:  # prediction, then the input row (ids, label, features), then the id and time
+        head = 1 + layout.id_columns + (1 if layout.label_first else 0)
+        label = 1 + layout.id_columns if layout.label_first else None
+        inference_id = n_columns - 2 if n_columns - head - n >= 2 else None
+        return CsvShape(0, inference_id, label, head, max(0, min(n, n_columns - head)))
+    head = layout.id_columns + (1 if layout.label_first else 0)
     label = layout.id_columns if layout.label_first else None
     extra = n_columns - head - n
     if extra >= 3:  # prediction, inference id, inference time (GenerateInferenceId)
@@ -499,14 +291,20 @@ def csv_shape(n_columns: int, layout: Layout) -> CsvShape:
 def read_joined_csv(
     path: Path, offset: int, layout: Layout, bad: BadLines, result: FileResult, first_line: int = 1
 ) -> Iterator[Batch]:
-    """Headerless joined CSV (as the batch job writes it) from byte ``offset``, in blocks, every column as text."""
+    """Joined CSV (as the batch job writes it) from byte ``offset``, in blocks, every column as text. With
+    ``layout.header`` the file's first line names the columns and is not data."""
+    names: list[str] | None = None
     with open(path, "rb") as f:
+        if layout.header:
+            names = next(csv.reader([f.readline().decode("utf-8", "replace").strip("\r\n")]), [])
+            if offset == 0:
+                offset, first_line = f.tell(), first_line + 1
         f.seek(offset)
         first_row = f.readline().decode("utf-8", "replace").strip("\r\n")
         if not first_row.strip():
             return
         f.seek(offset)
-        n_cols = len(next(csv.reader([first_row])))
+        n_cols = len(names) if names else len(next(csv.reader([first_row])))
         shape = csv_shape(n_cols, layout)
 
         pending: list[tuple[int | None, str, str]] = []
@@ -525,7 +323,10 @@ def read_joined_csv(
                 column_types={f"c{i}": pa.string() for i in range(n_cols)}, null_values=[""], strings_can_be_null=True
             ),
         )
-        yield from _joined_batches(reader, layout, shape, result)
+        if names:
+            yield from _named_batches(reader, layout, names, result)
+        else:
+            yield from _joined_batches(reader, layout, shape, result)
     if pending:
         _report_ragged(path, offset, first_line, pending, bad)
 
@@ -547,6 +348,26 @@ def _report_ragged(
                     found[idxs.pop(0)] = lineno
     for i, (line, _, reason) in enumerate(pending):
         bad.add(str(path), line if line is not None else found.get(i), reason)
+
+
+# header names (case-insensitive) that hold the model's output or the inference id rather than a feature
+_OUTPUT_NAMES = ("prediction", "predictions", "score", "sagemakeroutput", "output")
+_ID_NAMES = ("inferenceid", "inference_id", "sagemakerinferenceid")
+
+
+def _named_batches(reader: Any, layout: Layout, names: list[str], result: FileResult) -> Iterator[Batch]:
+    feats = set(layout.names)
+    pred = next((i for i, n in enumerate(names) if n not in feats and n.strip().lower() in _OUTPUT_NAMES), None)
+    key = next((i for i, n in enumerate(names) if n not in feats and n.strip().lower() in _ID_NAMES), None)
+    skip = {pred, key} | {i for i, n in enumerate(names) if n.strip().lower() == "sagemakerinferencetime"}
+    for rb in reader:
+        if not rb.num_rows:
+            continue
+        result.records_in_window += rb.num_rows
+        columns = {n: rb.column(i) for i, n in enumerate(names) if i not in skip}
+        preds = _column_numbers(rb.column(pred))[0] if pred is not None else None
+        keys = rb.column(key).to_pylist() if key is not None else None
+        yield Batch(columns, rb.num_rows, predictions=preds, keys=keys)
 
 
 def _joined_batches(reader: Any, layout: Layout, shape: CsvShape, result: FileResult) -> Iterator[Batch]:
@@ -622,32 +443,13 @@ def read_manifest(path: Path, data: bytes, resolve: Callable[[str], Path]) -> li
     return [resolve(prefix + str(rel)) for rel in doc[1:] if isinstance(rel, str)]
 
 
-# -- ground truth ------------------------------------------------------------------------------------------------
-def read_ground_truth(path: Path, data: bytes, bad: BadLines, into: dict[str, float]) -> None:
-    """``{"groundTruthData": {"data": "6.10", "encoding": "CSV"}, "eventMetadata": {"eventId": ...}}`` lines;
-    keyed by ``inferenceId`` when present, else ``eventId`` (several labels: ``<id>#<index>``)."""
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            doc = json.loads(raw)
-            gt = doc["groundTruthData"]
-            meta = doc.get("eventMetadata") or {}
-            key = meta.get("inferenceId") or meta.get("eventId")
-            if not key:
-                raise ValueError("no eventMetadata.inferenceId or eventId")
-            labels = _predictions_from_payload(gt)
-            if not labels:
-                raise ValueError("groundTruthData holds no number")
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
-            bad.add(str(path), lineno, f"malformed ground truth line: {reason}")
-            continue
-        if len(labels) == 1:
-            into[str(key)] = labels[0]
-        else:
-            for j, v in enumerate(labels):
-                into[f"{key}#{j}"] = v
+def _expand_keys(ids: list[str | None], rows_per: np.ndarray) -> list[str]:
+    if int(rows_per.max(initial=1)) == 1:
+        return [i or "" for i in ids]
+    keys: list[str] = []
+    for i, k in zip(ids, rows_per.tolist(), strict=True):
+        keys += [i or ""] if k == 1 else [f"{i}#{j}" for j in range(k)]
+    return keys
 
 
 def labels_for(keys: Sequence[str] | None, truth: dict[str, float]) -> np.ndarray | None:
