@@ -15,6 +15,7 @@ from monitoring import baseline, capturegen, monitor
 from tests.test_monitoring_support import (
     CAPTURE_FORMAT,
     START,
+    WINDOW,
     by_check,
     cars,
     features,
@@ -24,8 +25,6 @@ from tests.test_monitoring_support import (
     read,
     run,
 )
-
-WINDOW = ["--start-time", "2024-01-01T10:00:00Z", "--end-time", "2024-01-01T14:00:00Z"]
 
 
 def _churn(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from monitoring import baseline, capturegen, merge, monitor
 from tests.test_monitoring_support import (
     CAPTURE_FORMAT,
     START,
+    WINDOW,
     by_check,
     cars,
     features,
@@ -29,7 +30,6 @@ from tests.test_monitoring_support import (
     violations,
 )
 
-WINDOW = ["--start-time", "2024-01-01T10:00:00Z", "--end-time", "2024-01-01T14:00:00Z"]
 DRIFT_RE = re.compile(r"distance: (.+) exceeds threshold: (.+)")
 
 

@@ -71,16 +71,18 @@ def test_trends_follow_one_endpoint_or_batch_job(tmp_path: Path, monkeypatch: py
     assert _trend_points(other, "mileage") == 0  # its first run: no trend yet
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def test_report_renders_in_headless_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    exe = _chromium()
+def _chromium() -> str:
+    """The browser's path; skipped without one, except in CI, where the report must be checked."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is required in CI to check the report renders")
         pytest.skip("chromium not installed")
+    return exe
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = _chromium()
     runs = _runs(tmp_path, monkeypatch)
     page = runs / "run2" / "report.html"
     flags = [
@@ -167,10 +169,6 @@ def _png_rows(path: Path) -> tuple[int, int, list[bytes]]:
 
 def test_report_fits_a_phone_screen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exe = _chromium()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI to check the report renders")
-        pytest.skip("chromium not installed")
     runs = _runs(tmp_path, monkeypatch)
     shot = Path(os.environ.get("REPORT_SHOT_DIR", tmp_path)) / "report-mobile.png"
     _screenshot(exe, runs / "run2" / "report.html", shot, "390,2600")

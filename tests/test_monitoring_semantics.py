@@ -14,6 +14,7 @@ from monitoring import baseline, capturegen, checks, constraints, monitor
 from monitoring.statistics import FeatureSpec, Profile, baseline_features
 from tests.test_monitoring_support import (
     START,
+    WINDOW,
     by_check,
     cars,
     features,
@@ -24,8 +25,6 @@ from tests.test_monitoring_support import (
     run,
     write_training,
 )
-
-WINDOW = ["--start-time", "2024-01-01T10:00:00Z", "--end-time", "2024-01-01T14:00:00Z"]
 
 
 def _self_check(profile: Profile) -> list[dict[str, str]]:

@@ -16,6 +16,8 @@ from cardata import REAL_CSV
 from monitoring import baseline, jobenv, monitor
 
 START = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
+# the monitoring window of the tests: the hours around START
+WINDOW = ["--start-time", "2024-01-01T10:00:00Z", "--end-time", "2024-01-01T14:00:00Z"]
 CAPTURE_FORMAT = '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}'
 
 
