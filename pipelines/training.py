@@ -169,23 +169,34 @@ def _baseline_environment(model_quality: bool) -> dict[str, Any]:
     return env
 
 
-def _baselines(on_error: str) -> dict[str, Any]:
-    """Data quality on the train split, and model quality on the new model's validation predictions."""
-    data_quality = asl.sagemaker(
+def _baseline_job(name_path: str, dataset_path: str, output_path: str, *, model_quality: bool, **kw: Any):
+    """Our monitor image's ``baseline`` as a processing job (data quality, or model quality from predictions)."""
+    return asl.sagemaker(
         "createProcessingJob",
         {
             **_processing_job(
-                "$.Names.DataBaselineJob",
-                ["baseline"],
-                {"baseline_dataset": "$.Splits.Train"},
+                name_path,
+                ["baseline", "--model-quality"] if model_quality else ["baseline"],
+                {"baseline_dataset": dataset_path},
                 "baseline",
-                "$.Names.DataBaselineUri",
+                output_path,
             ),
-            "Environment": _baseline_environment(False),
+            "Environment": _baseline_environment(model_quality),
         },
         sync=True,
-        on_error=on_error,
         result_path=None,
+        **kw,
+    )
+
+
+def _baselines(on_error: str) -> dict[str, Any]:
+    """Data quality on the train split, and model quality on the new model's validation predictions."""
+    data_quality = _baseline_job(
+        "$.Names.DataBaselineJob",
+        "$.Splits.Train",
+        "$.Names.DataBaselineUri",
+        model_quality=False,
+        on_error=on_error,
         comment="statistics.json and constraints.json of the training data (our monitor image, `baseline`)",
     )
     predictions = asl.sagemaker(
@@ -212,21 +223,12 @@ def _baselines(on_error: str) -> dict[str, Any]:
         result_path=None,
         comment="The new model's predictions on the validation split, each next to its label",
     )  # fmt: skip
-    model_quality = asl.sagemaker(
-        "createProcessingJob",
-        {
-            **_processing_job(
-                "$.Names.QualityBaselineJob",
-                ["baseline", "--model-quality"],
-                {"baseline_dataset": "$.Names.ValidationPredictionsUri"},
-                "baseline",
-                "$.Names.QualityBaselineUri",
-            ),
-            "Environment": _baseline_environment(True),
-        },
-        sync=True,
+    model_quality = _baseline_job(
+        "$.Names.QualityBaselineJob",
+        "$.Names.ValidationPredictionsUri",
+        "$.Names.QualityBaselineUri",
+        model_quality=True,
         on_error=on_error,
-        result_path=None,
         comment="regression metrics and constraints from (label, prediction) pairs",
     )
     # Branch errors surface as the Parallel state's error, which the Parallel's own Catch notifies.
