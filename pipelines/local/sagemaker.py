@@ -643,12 +643,16 @@ class LocalSageMaker:
             self._models[name] = {**p, "PrimaryContainer": container, "_created": now()}
         return {"ModelArn": self.arn("model", name)}
 
-    def _model(self, name: str) -> dict:
+    def _find(self, table: dict, name: str, what: str) -> Any:
+        """A model, endpoint config or endpoint by name; absent: AWS's ValidationException."""
         with self._lock:
-            model = self._models.get(name)
-        if model is None:
-            raise SageMakerError("ValidationException", f'Could not find model "{name}".')
-        return model
+            found = table.get(name)
+        if found is None:
+            raise SageMakerError("ValidationException", f'Could not find {what} "{name}".')
+        return found
+
+    def _model(self, name: str) -> dict:
+        return self._find(self._models, name, "model")
 
     def _op_describe_model(self, p: dict) -> dict:
         m = self._model(p["ModelName"])
@@ -683,11 +687,7 @@ class LocalSageMaker:
         return {"EndpointConfigArn": self.arn("endpoint-config", name)}
 
     def _config(self, name: str) -> dict:
-        with self._lock:
-            config = self._configs.get(name)
-        if config is None:
-            raise SageMakerError("ValidationException", f'Could not find endpoint configuration "{name}".')
-        return config
+        return self._find(self._configs, name, "endpoint configuration")
 
     def _op_describe_endpoint_config(self, p: dict) -> dict:
         c = self._config(p["EndpointConfigName"])
@@ -735,11 +735,7 @@ class LocalSageMaker:
         return {"EndpointArn": ep.arn}
 
     def _endpoint(self, name: str) -> Endpoint:
-        with self._lock:
-            ep = self._endpoints.get(name)
-        if ep is None:
-            raise SageMakerError("ValidationException", f'Could not find endpoint "{name}".')
-        return ep
+        return self._find(self._endpoints, name, "endpoint")
 
     def _deploy(self, ep: Endpoint, config: dict, *, update: bool) -> None:
         """Bring the config's variants up; then switch to them (InService), or fail (create) / keep the old ones
