@@ -17,13 +17,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
-from botocore import handlers
-from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
+from pipelines.local import botohook
+
 Handler = Callable[[dict[str, Any], Any], Any]
-_EVENT = "before-call.lambda.Invoke"
 _bound: dict[str, Handler] = {}
 _lock = threading.Lock()
 
@@ -48,21 +46,19 @@ def _name(function: str) -> str:
     return function.split(":")[0]
 
 
-def _reply(payload: bytes, function_error: str | None) -> tuple[AWSResponse, dict[str, Any]]:
+def _reply(payload: bytes, function_error: str | None) -> tuple[int, dict[str, Any]]:
     parsed: dict[str, Any] = {
         "StatusCode": 200,
         "ExecutedVersion": "$LATEST",
         "Payload": StreamingBody(io.BytesIO(payload), len(payload)),
-        "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": str(uuid.uuid4())},
     }
     if function_error:
         parsed["FunctionError"] = function_error
-    return AWSResponse("local://lambda", 200, {}, None), parsed
+    return 200, parsed
 
 
-def _invoke(params: dict[str, Any], **_: Any):
-    api = params.get("context", {}).get("byoc_lambda_params")
-    if api is None:
+def _invoke(operation: str, api: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    if operation != "Invoke":
         return None
     handler = _bound.get(_name(api["FunctionName"]))
     if handler is None:
@@ -81,24 +77,15 @@ def _invoke(params: dict[str, Any], **_: Any):
     return _reply(json.dumps(result).encode(), None)
 
 
-def _remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    context["byoc_lambda_params"] = params  # before-call sees only the serialised request
-
-
-_HANDLERS = [("provide-client-params.lambda.Invoke", _remember), (_EVENT, _invoke)]
-
-
 @contextmanager
 def bound(functions: dict[str, Handler]) -> Iterator[None]:
-    """Bind function names to handlers for clients created inside the block (botocore's built-in handlers)."""
+    """Bind function names to handlers: ``Invoke`` of those names runs them in this process (``botohook``)."""
     with _lock:
         clash = set(functions) & set(_bound)
         if clash:
             raise RuntimeError(f"Lambda functions already bound: {', '.join(sorted(clash))}")
         _bound.update(functions)
-        if _HANDLERS[0] not in handlers.BUILTIN_HANDLERS:
-            handlers.BUILTIN_HANDLERS.extend(_HANDLERS)
-        boto3.DEFAULT_SESSION = None  # sessions read the built-in handlers when they are made
+        botohook.route("lambda", _invoke)
     try:
         yield
     finally:
@@ -106,6 +93,4 @@ def bound(functions: dict[str, Handler]) -> Iterator[None]:
             for name in functions:
                 _bound.pop(name, None)
             if not _bound:
-                for h in _HANDLERS:
-                    if h in handlers.BUILTIN_HANDLERS:
-                        handlers.BUILTIN_HANDLERS.remove(h)
+                botohook.unroute("lambda")
