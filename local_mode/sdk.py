@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -159,6 +160,24 @@ def run_containers(run_id: str, *, only_exited: bool = False) -> list[str]:
     except (OSError, subprocess.TimeoutExpired):  # no docker CLI, or an engine that hangs: nothing we can list
         return []
     return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def _crashed(run_id: str) -> str | None:
+    """A container of the run that exited with a non-zero code (a stop by the SDK exits 0 after draining)."""
+    for container in run_containers(run_id, only_exited=True):
+        proc = docker("inspect", "--format", "{{.State.ExitCode}}", container)
+        if proc.returncode == 0 and proc.stdout.strip() not in ("", "0"):
+            return container
+    return None
+
+
+def _pings(lm: LocalMode) -> bool:
+    """Whether the run's serving port answers /ping with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{lm.serving_port}/ping", timeout=0.5) as r:
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def remove_containers(run_id: str) -> list[str]:
@@ -332,14 +351,16 @@ def supervised(
     started = time.monotonic()
     thread.start()
     reason = None
+    answered = False  # once /ping answered, an exit is the SDK stopping the container (end of a transform)
     while thread.is_alive():
-        thread.join(1.0)
+        thread.join(0.25 if serving and not answered else 1.0)
         if not thread.is_alive():
             break
+        answered = answered or (serving and _pings(lm))
         if time.monotonic() - started > timeout:
             reason = f"did not finish within {timeout:.0f} s"
-        elif serving and (exited := run_containers(lm.run_id, only_exited=True)):
-            tail = container_logs(exited[0])
+        elif serving and not answered and (crashed := _crashed(lm.run_id)):
+            tail = container_logs(crashed)
             reason = f"the serving container exited before it answered /ping:\n{tail}"
         if reason:
             remove_containers(lm.run_id)

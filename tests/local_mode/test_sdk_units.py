@@ -177,3 +177,48 @@ def test_supervised_names_the_step_and_the_cause_of_a_failure():
     with pytest.raises(sdk.LocalModeError, match=r"^training linear failed: RuntimeError: Failed to run: docker"):
         sdk.supervised(lm, "training linear", fail, timeout=30)
     assert sdk.supervised(lm, "ok", lambda: 42, timeout=30) == 42
+
+
+def _serving_run(monkeypatch, exit_code: str, pings: bool):
+    """A fake run whose one container has exited with ``exit_code``; ``pings``: its port answered /ping before."""
+    import subprocess
+    import types
+    import uuid
+
+    lm = types.SimpleNamespace(run_id=f"unit-{uuid.uuid4().hex}", serving_port=1)
+    monkeypatch.setattr(sdk, "run_containers", lambda run_id, only_exited=False: ["c1"])
+    monkeypatch.setattr(sdk, "container_logs", lambda container, lines=30: "worker crashed")
+    monkeypatch.setattr(sdk, "remove_containers", lambda run_id: ["c1"])
+    monkeypatch.setattr(sdk, "_pings", lambda lm: pings)
+
+    def docker(*args, **kwargs):
+        assert args[:1] == ("inspect",)
+        return subprocess.CompletedProcess(args, 0, exit_code + "\n", "")
+
+    monkeypatch.setattr(sdk, "docker", docker)
+    return lm
+
+
+def test_supervised_serving_fails_fast_when_the_container_crashes_before_ping(monkeypatch):
+    import threading
+
+    release = threading.Event()
+    lm = _serving_run(monkeypatch, "1", pings=False)
+    try:
+        with pytest.raises(sdk.LocalModeError, match=r"^deploy the serving container exited before it answered /ping"):
+            sdk.supervised(lm, "deploy", lambda: release.wait(60), timeout=30, serving=True, grace=0)
+    finally:
+        release.set()
+
+
+def test_supervised_serving_accepts_a_container_the_sdk_stopped_after_it_answered(monkeypatch):
+    import time
+
+    def transform():
+        time.sleep(1.5)  # the SDK is still cleaning up while the stopped container shows as exited
+        return "done"
+
+    lm = _serving_run(monkeypatch, "0", pings=True)
+    assert sdk.supervised(lm, "batch transform", transform, timeout=30, serving=True) == "done"
+    lm = _serving_run(monkeypatch, "0", pings=False)  # stopped (exit 0) before a ping was seen: not a crash either
+    assert sdk.supervised(lm, "batch transform", transform, timeout=30, serving=True) == "done"
