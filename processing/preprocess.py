@@ -478,6 +478,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drop-columns", help="comma-separated columns to leave out (e.g. an id)")
     p.add_argument("--categorical", help="comma-separated columns to treat as categorical even if numeric")
     p.add_argument("--message-file", type=Path, help="default: $SAGEMAKER_BASE_DIR/output/message")
+    p.add_argument(
+        "--schema",
+        type=Path,
+        help="scoring mode: the training schema.json; write one headerless <input name>.csv per input file (id, "
+        "then the features in schema order), no split, no label",
+    )
+    p.add_argument("--id-column", default="id", help="scoring mode: the record id column (default id)")
     args = p.parse_args(argv)
     if args.seed < 0:
         raise ArgumentError(f"--seed: expected a non-negative integer, received {args.seed}")
@@ -485,7 +492,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def score(args: argparse.Namespace) -> str:
+    """Scoring mode: the training transformation (names, types, levels) applied to files to score, ids kept."""
+    schema = Schema.load(args.schema)
+    id_column = snake_case(args.id_column)
+    written = []
+    for table in read_all(discover(args.input)):
+        needed = [id_column, *(f.name for f in schema.features)]
+        missing = [c for c in needed if c not in table.names]
+        if missing:
+            raise DataError(
+                f"column {missing[0]!r} not found (scoring needs {', '.join(needed)}); columns found: "
+                f"{', '.join(table.raw_names)}",
+                file=str(table.path),
+            )
+        ids = _categorical(table, id_column)
+        if ids.isna().any():
+            raise table.cell_error(int(np.flatnonzero(ids.isna().to_numpy())[0]), id_column, "empty record id")
+        cols: dict[str, object] = {id_column: ids}
+        for f in schema.features:
+            if not f.is_categorical:
+                cols[f.name] = _numeric(table, f.name, what=f"feature {f.name!r}")
+                continue
+            values = _categorical(table, f.name)
+            unknown = values.notna() & ~values.isin(f.levels)
+            if unknown.any():
+                i = int(np.flatnonzero(unknown.to_numpy())[0])
+                raise table.cell_error(
+                    i, f.name, f"unknown level {values.iloc[i]!r} of {f.name!r}; the model knows {', '.join(f.levels)}"
+                )
+            cols[f.name] = values
+        name = table.path.name.removesuffix(".gz").rsplit(".", 1)[0] + ".csv"
+        args.output.mkdir(parents=True, exist_ok=True)
+        write_split(pd.DataFrame(cols), args.output / name)
+        written.append(f"{name} {len(ids)}")
+    return (
+        f"score: {', '.join(written)} records ({schema.n_features} features, id {id_column}); written to {args.output}"
+    )
+
+
 def run(args: argparse.Namespace) -> str:
+    if args.schema is not None:
+        return score(args)
     target = snake_case(args.target)
     tables = read_all(discover(args.input))
     first = tables[0]
