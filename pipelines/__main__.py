@@ -46,7 +46,7 @@ def _check(_: argparse.Namespace) -> int:
 
 
 def _diagram(args: argparse.Namespace) -> int:
-    print(diagram.mermaid(definitions.load(args.name), training.NOTIFY_FAILURE), end="")
+    print(diagram.mermaid(definitions.load(args.name), definitions.MODULES[args.name].NOTIFY_FAILURE), end="")
     return 0
 
 

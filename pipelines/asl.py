@@ -36,7 +36,11 @@ RETRYABLE = {
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
     ],
-    "sns": ["States.TaskFailed"],  # a notification is worth three tries whatever went wrong
+    "sns": ["States.TaskFailed"],
+    "states": [
+        "StepFunctions.ExecutionLimitExceededException",
+        "StepFunctions.SdkClientException",
+    ],  # a notification is worth three tries whatever went wrong
 }
 ERROR_PATH = "$.Error"
 

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipelines import training
+from pipelines import monitoring, scoring, training
 
 FOLDER = Path(__file__).resolve().parent / "definitions"
-BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {"training": training.definition}
+# Each module builds one state machine: definition(), SUBSTITUTIONS, EXAMPLE_INPUT, NOTIFY_FAILURE.
+MODULES = {"training": training, "scoring": scoring, "monitoring": monitoring}
+BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {name: m.definition for name, m in MODULES.items()}
 
 
 def path(name: str) -> Path:

@@ -29,6 +29,8 @@ def _rule(choice: dict[str, Any]) -> str:
     for key, value in choice.items():
         if key in ("Variable", "Next"):
             continue
+        if key in ("And", "Or"):
+            return f" {key.lower()} ".join(_rule(c) for c in value)
         variable = choice.get("Variable", "").removeprefix("$.")
         target = str(value).removeprefix("$.") if key.endswith("Path") else value
         op = {
@@ -37,6 +39,7 @@ def _rule(choice: dict[str, Any]) -> str:
             "BooleanEquals": "=",
             "NumericLessThanEqualsPath": "<=",
             "StringMatches": "matches",
+            "IsPresent": "present:",
         }.get(key, key)
         return f"{variable} {op} {str(target).lower() if isinstance(target, bool) else target}"
     return "?"
@@ -49,10 +52,12 @@ def _label(text: str) -> str:
 def _states(states: dict[str, Any], failure: str, lines: list[str], indent: str) -> None:
     for name, state in states.items():
         kind = state["Type"]
-        if kind == "Parallel":
-            lines.append(f"{indent}subgraph {_id(name)}[{_label(name)}]")
-            lines.append(f"{indent}  direction LR")
-            for branch in state["Branches"]:
+        if kind in ("Parallel", "Map"):
+            inner = state["Branches"] if kind == "Parallel" else [state["ItemProcessor"]]
+            title = name if kind == "Parallel" else f"{name} (for each)"
+            lines.append(f"{indent}subgraph {_id(name)}[{_label(title)}]")
+            lines.append(f"{indent}  direction LR" if kind == "Parallel" else f"{indent}  direction TB")
+            for branch in inner:
                 _states(branch["States"], failure, lines, indent + "  ")
             lines.append(f"{indent}end")
         else:

@@ -24,6 +24,7 @@ from botocore.validate import validate_parameters
 _OPTIMIZED = {
     "arn:aws:states:::sns:publish": ("sns", "Publish"),
     "arn:aws:states:::lambda:invoke": ("lambda", "Invoke"),
+    "arn:aws:states:::states:startExecution": ("stepfunctions", "StartExecution"),
 }
 _BOTO_NAMES = {"applicationautoscaling": "application-autoscaling", "sfn": "stepfunctions"}
 _SAGEMAKER = re.compile(r"^arn:aws:states:::sagemaker:([a-zA-Z]+)(\.sync|\.waitForTaskToken)?$")
@@ -94,8 +95,12 @@ def _instantiate(value: Any, shape: Shape, path: str, problems: list[str]) -> An
         out = {}
         for key, item in value.items():
             name = key[:-2] if key.endswith(".$") else key
+            # Step Functions writes every API's parameters in PascalCase, also camelCase APIs (stepfunctions)
+            name = name if name in shape.members else name[:1].lower() + name[1:]
             if name not in shape.members:
-                problems.append(f"{path}: unknown parameter {name!r} (expected one of {', '.join(shape.members)})")
+                problems.append(
+                    f"{path}: unknown parameter {key.removesuffix('.$')!r} (expected one of {', '.join(shape.members)})"
+                )
                 continue
             member = shape.members[name]
             out[name] = (

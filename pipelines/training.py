@@ -20,9 +20,16 @@ from pipelines import asl
 TOPIC = "${NotificationTopicArn}"
 QUERY_METRICS = "${QueryMetricsFunctionArn}"
 COMPARE_BEST = "${CompareBestFunctionArn}"
+SINGLE_RUN = "${SingleRunFunctionArn}"
 # The deployment's SageMaker execution role: the only role the state machine may pass (iam:PassRole).
 ROLE = "${SageMakerRoleArn}"
-SUBSTITUTIONS = ("NotificationTopicArn", "QueryMetricsFunctionArn", "CompareBestFunctionArn", "SageMakerRoleArn")
+SUBSTITUTIONS = (
+    "NotificationTopicArn",
+    "QueryMetricsFunctionArn",
+    "CompareBestFunctionArn",
+    "SingleRunFunctionArn",
+    "SageMakerRoleArn",
+)
 
 VARIANT = "AllTraffic"
 PROCESSING = "/opt/ml/processing"
@@ -60,6 +67,10 @@ EXAMPLE_INPUT: dict[str, Any] = {
 
 # State names, in flow order (also the diagram's labels).
 NAMES = "Name the run"
+GUARD = "Another run in progress?"
+PROCEED = "Proceed?"
+NOTIFY_SKIPPED = "Notify skipped"
+SKIPPED = "Skipped"
 PREPROCESS = "Preprocess data"
 CHOOSE_STOPPING = "Spot training?"
 SPOT = "Spot stopping condition"
@@ -114,14 +125,23 @@ def _name(kind: str) -> str:
     return f"States.Format('{{}}-{{}}-{kind}-{{}}', $.NamePrefix, $.Algorithm, $$.Execution.Name)"
 
 
-def _processing_job(
-    name_path: str, arguments: list[str], inputs: dict[str, str], output_name: str, output_uri_path: str, **kw: Any
+def processing_job(
+    name_path: str,
+    arguments: list[str] | str,
+    inputs: dict[str, str],
+    output_name: str,
+    output_uri_path: str,
+    **kw: Any,
 ) -> dict[str, Any]:
-    """CreateProcessingJob on our processing image: ``inputs`` maps input names to JSONPaths of S3 URIs."""
+    """CreateProcessingJob on our processing image: ``inputs`` maps input names to JSONPaths of S3 URIs;
+    ``arguments`` a list, or an intrinsic expression (``States.Array(...)``) when one of them is dynamic."""
     params: dict[str, Any] = {
         "ProcessingJobName.$": name_path,
         "RoleArn": ROLE,
-        "AppSpecification": {"ImageUri.$": "$.ProcessingImage", "ContainerArguments": arguments},
+        "AppSpecification": {
+            "ImageUri.$": "$.ProcessingImage",
+            ("ContainerArguments.$" if isinstance(arguments, str) else "ContainerArguments"): arguments,
+        },
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceCount": 1,
@@ -174,7 +194,7 @@ def _baseline_job(name_path: str, dataset_path: str, output_path: str, *, model_
     return asl.sagemaker(
         "createProcessingJob",
         {
-            **_processing_job(
+            **processing_job(
                 name_path,
                 ["baseline", "--model-quality"] if model_quality else ["baseline"],
                 {"baseline_dataset": dataset_path},
@@ -279,11 +299,40 @@ def definition() -> dict[str, Any]:
             "CaptureUri.$": "States.Format('{}/datacapture', $.ArtifactsUri)",
         },
         "ResultPath": "$.Names",
-        "Next": PREPROCESS,
+        "Next": GUARD,
     }
+    states[GUARD] = asl.invoke(
+        SINGLE_RUN,
+        {
+            "StateMachineArn.$": "$$.StateMachine.Id",
+            "ExecutionArn.$": "$$.Execution.Id",
+            "StartTime.$": "$$.Execution.StartTime",
+            "KeyField": "Algorithm",
+            "Key.$": "$.Algorithm",
+        },
+        on_error=err,
+        next_state=PROCEED,
+        result_path="$.Guard",
+        result_selector={"Proceed.$": "$.Payload.Proceed", "Reason.$": "$.Payload.Reason"},
+        comment="One training run per algorithm at a time, whoever starts it: new data, the retraining loop, a person",
+    )
+    states[PROCEED] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.Guard.Proceed", "BooleanEquals": True, "Next": PREPROCESS}],
+        "Default": NOTIFY_SKIPPED,
+    }
+    states[NOTIFY_SKIPPED] = asl.publish(
+        TOPIC,
+        "States.Format('{} {}: training run skipped', $.NamePrefix, $.Algorithm)",
+        "States.Format('Training run {} did not start: {}. Its data: {}', $$.Execution.Name, $.Guard.Reason, "
+        "$.DataUri)",
+        next_state=SKIPPED,
+        on_error=FAILED,
+    )
+    states[SKIPPED] = asl.succeed("Another training run was in progress; this one did nothing")
     states[PREPROCESS] = asl.sagemaker(
         "createProcessingJob",
-        _processing_job(
+        processing_job(
             "$.Names.ProcessingJob",
             ["preprocess", "--input", f"{PROCESSING}/input/data", "--output", f"{PROCESSING}/output"],
             {"data": "$.DataUri"},
@@ -597,6 +646,7 @@ def definition() -> dict[str, Any]:
             "DataQualityBaselineUri.$": "$.Names.DataBaselineUri",
             "ModelQualityBaselineUri.$": "$.Names.QualityBaselineUri",
             "CaptureUri.$": "$.Names.CaptureUri",
+            "SchemaUri.$": "States.Format('{}schema.json', $.Splits.Train)",
             "ExecutionName.$": "$$.Execution.Name",
             "DeployedAt.$": "$$.State.EnteredTime",
         },

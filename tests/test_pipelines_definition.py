@@ -1,6 +1,6 @@
-"""The training state machine as code: the checked-in file is what the builder writes, every request it can send
-fits botocore's service models (and a misspelled one is caught), its shape follows the house rules, and the
-README's diagram is the one generated from it."""
+"""The state machines as code: each checked-in file is what its builder writes, every request it can send fits
+botocore's service models (and a misspelled one is caught), its shape follows the house rules, and the README's
+diagrams are the ones generated from them."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tasks(states: dict, prefix: str = ""):
     for name, state in states.items():
-        if state["Type"] == "Parallel":
-            for branch in state["Branches"]:
-                yield from _tasks(branch["States"], f"{prefix}{name}/")
-        elif state["Type"] == "Task":
+        for inner in [*state.get("Branches", []), *([state["ItemProcessor"]] if "ItemProcessor" in state else [])]:
+            yield from _tasks(inner["States"], f"{prefix}{name}/")
+        if state["Type"] == "Task":
             yield f"{prefix}{name}", state
 
 
@@ -30,8 +29,18 @@ def test_checked_in_definition_is_what_the_builder_writes():
         assert definitions.path(name).read_text() == definitions.render(name), "run python -m pipelines build"
 
 
-def test_every_request_fits_botocores_models():
-    assert requests.check(definitions.load("training")) == []
+MACHINES = sorted(definitions.MODULES)
+DERIVED = {  # what states write into a machine's data, as opposed to what its input must carry
+    "training": {"Names", "Guard", "Splits", "StoppingCondition", "Training", "Evaluation", "Comparison", "Existing",
+                 "DescribeError", "Endpoint", "EndpointFailure", "Deployment", "Error"},
+    "scoring": {"Names", "Deployed", "Schema", "Prepared", "Scored", "Error"},
+    "monitoring": {"Names", "Found", "Results", "Drift", "Retraining", "Error"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_every_request_fits_botocores_models(name):
+    assert requests.check(definitions.load(name)) == []
 
 
 @pytest.mark.parametrize(
@@ -53,11 +62,12 @@ def test_a_broken_request_is_named(old, new, expected):
     assert all(p.startswith("state '") for p in problems)
 
 
-def test_every_task_retries_transient_errors_and_catches():
-    for where, state in _tasks(definitions.load("training")["States"]):
+@pytest.mark.parametrize("name", MACHINES)
+def test_every_task_retries_transient_errors_and_catches(name):
+    for where, state in _tasks(definitions.load(name)["States"]):
         assert state["Retry"], where
         assert all(r["MaxAttempts"] >= 1 for r in state["Retry"]), where
-        if "/" in where:  # inside a Parallel branch: the Parallel's Catch notifies
+        if "/" in where:  # inside a Parallel branch or a Map iteration: that state's Catch notifies
             continue
         assert any("States.ALL" in c["ErrorEquals"] for c in state["Catch"]), where
 
@@ -68,8 +78,9 @@ def test_the_parallel_state_catches_its_branches():
     assert state["Catch"][0]["Next"] == training.NOTIFY_FAILURE
 
 
-def test_transitions_name_existing_states_and_every_state_is_reachable():
-    doc = definitions.load("training")
+@pytest.mark.parametrize("name", MACHINES)
+def test_transitions_name_existing_states_and_every_state_is_reachable(name):
+    doc = definitions.load(name)
 
     def check(machine: dict) -> None:
         states = machine["States"]
@@ -77,19 +88,22 @@ def test_transitions_name_existing_states_and_every_state_is_reachable():
         for state in states.values():
             targets |= {state.get("Next"), state.get("Default")} - {None}
             targets |= {c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])}
-            for branch in state.get("Branches", []):
-                check(branch)
+            for branch in [*state.get("Branches", []), state.get("ItemProcessor") or {"StartAt": "", "States": {}}]:
+                if branch["States"]:
+                    check(branch)
         assert targets <= set(states), targets - set(states)
         assert set(states) <= targets, f"unreachable: {set(states) - targets}"
 
     check(doc)
 
 
-def test_substitutions_are_exactly_the_declared_ones():
-    text = definitions.path("training").read_text()
-    assert set(re.findall(r"\$\{(\w+)\}", text)) == set(training.SUBSTITUTIONS)
+@pytest.mark.parametrize("name", MACHINES)
+def test_substitutions_are_exactly_the_declared_ones(name):
+    declared = definitions.MODULES[name].SUBSTITUTIONS
+    text = definitions.path(name).read_text()
+    assert set(re.findall(r"\$\{(\w+)\}", text)) == set(declared)
     with pytest.raises(KeyError, match="SageMakerRoleArn"):
-        definitions.substitute(text, {k: "x" for k in training.SUBSTITUTIONS if k != "SageMakerRoleArn"})
+        definitions.substitute(text, {k: "x" for k in declared if k != "SageMakerRoleArn"})
 
 
 def test_the_metric_definitions_are_the_training_images_own():
@@ -115,6 +129,7 @@ def _input_paths(states: dict) -> set[str]:
 
     for state in states.values():
         sources = [state.get("Parameters", {}), state.get("InputPath", ""), state.get("SecondsPath", "")]
+        sources += [state.get("ItemSelector", {}), state.get("ItemsPath", "")]  # a Map's items: not its input
         sources += [{k: v for k, v in c.items() if k != "Next"} for c in state.get("Choices", [])]
         for text in strings(sources):
             found |= set(re.findall(r"(?<![$])\$\.([A-Za-z]+)", text))
@@ -123,19 +138,20 @@ def _input_paths(states: dict) -> set[str]:
     return found
 
 
-def test_the_example_input_fills_every_input_path():
+@pytest.mark.parametrize("name", MACHINES)
+def test_the_example_input_fills_every_input_path(name):
     """Each ``$.Field`` the definition reads from its input is a field of the documented example input."""
-    derived = {"Names", "Splits", "StoppingCondition", "Training", "Evaluation", "Comparison",
-               "Existing", "DescribeError", "Endpoint", "EndpointFailure", "Deployment", "Error"}  # fmt: skip
-    read = _input_paths(definitions.load("training")["States"]) - derived
-    assert read == set(training.EXAMPLE_INPUT), read ^ set(training.EXAMPLE_INPUT)
+    read = _input_paths(definitions.load(name)["States"]) - DERIVED[name]
+    example = definitions.MODULES[name].EXAMPLE_INPUT
+    assert read == set(example), read ^ set(example)
 
 
-def test_readme_diagram_is_generated_from_the_definition():
+@pytest.mark.parametrize("name", MACHINES)
+def test_readme_diagram_is_generated_from_the_definition(name):
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- diagram:training -->\n```mermaid\n(.*?)```\n<!-- /diagram:training -->", readme, re.S)
-    assert block, "README has no generated training diagram"
-    assert block.group(1) == diagram.mermaid(definitions.load("training"), training.NOTIFY_FAILURE)
+    block = re.search(rf"<!-- diagram:{name} -->\n```mermaid\n(.*?)```\n<!-- /diagram:{name} -->", readme, re.S)
+    assert block, f"README has no generated {name} diagram"
+    assert block.group(1) == diagram.mermaid(definitions.load(name), definitions.MODULES[name].NOTIFY_FAILURE)
 
 
 def test_asl_builders_keep_retry_and_catch_on_tasks():

@@ -18,6 +18,7 @@ import json
 import os
 import tarfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,8 +28,9 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from pipelines import definitions, training
-from pipelines.lambdas import compare_best, query_metrics
+from monitoring import evaluate
+from pipelines import definitions, events, monitoring, scoring, training
+from pipelines.lambdas import compare_best, find_new_data, query_metrics, single_run
 from pipelines.local import functions, intercept, stepfunctions
 from pipelines.local.runners import Runner
 from pipelines.local.sagemaker import LocalSageMaker
@@ -37,7 +39,16 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = "byoc-artifacts-local"
 PREFIX = "cars"
-FUNCTIONS = {"byoc-query-metrics": query_metrics.handler, "byoc-compare-best": compare_best.handler}
+ARTIFACTS = f"s3://{BUCKET}/pipelines"
+PROCESSING_IMAGE = "byoc-monitor:latest"
+ALGORITHMS = ("xgboost", "linear")
+FUNCTIONS = {
+    "byoc-query-metrics": query_metrics.handler,
+    "byoc-compare-best": compare_best.handler,
+    "byoc-single-run": single_run.handler,
+    "byoc-find-new-data": find_new_data.handler,
+    "byoc-evaluate-drift": evaluate.handler,
+}
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 EXECUTION_TIMEOUT_S = 1800
 
@@ -119,6 +130,10 @@ class LocalAws:
             "NotificationTopicArn": self.topic_arn,
             "QueryMetricsFunctionArn": _arn("lambda", "function:byoc-query-metrics"),
             "CompareBestFunctionArn": _arn("lambda", "function:byoc-compare-best"),
+            "SingleRunFunctionArn": _arn("lambda", "function:byoc-single-run"),
+            "FindNewDataFunctionArn": _arn("lambda", "function:byoc-find-new-data"),
+            "EvaluateDriftFunctionArn": _arn("lambda", "function:byoc-evaluate-drift"),
+            "TrainingStateMachineArn": _arn("states", f"stateMachine:{PREFIX}-training"),
             "SageMakerRoleArn": role,
         }
         sfn = self.client("stepfunctions")
@@ -126,6 +141,74 @@ class LocalAws:
             text = definitions.substitute(definitions.path(name).read_text(), substitutions)
             arn = sfn.create_state_machine(name=f"{PREFIX}-{name}", definition=text, roleArn=role)["stateMachineArn"]
             self.machines[name] = arn
+        self._install_rules()
+
+    # -- EventBridge ---------------------------------------------------------------------------------------------
+    def _install_rules(self) -> None:
+        """The deployment's rules in moto's EventBridge, each with a queue as its local stand-in target: moto
+        matches the bucket's events against the rule's own pattern and delivers them there; ``deliver`` then starts
+        the rule's state machine with the rule's input transformer applied (moto delivers to no Step Functions
+        target itself)."""
+        self.client("s3").put_bucket_notification_configuration(
+            Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        training_inputs = {a: self.training_input(a, None) for a in ALGORITHMS}
+        self.rules = {
+            r.name: r
+            for r in events.rules(
+                BUCKET,
+                training_inputs,
+                self.scoring_input(),
+                self.monitoring_input(retrain_on=None),
+            )
+        }
+        eb, sqs = self.client("events"), self.client("sqs")
+        self._rule_queues: dict[str, str] = {}
+        for rule in self.rules.values():
+            if rule.pattern is None:
+                eb.put_rule(Name=rule.name, ScheduleExpression=rule.schedule, State="ENABLED")
+                continue
+            eb.put_rule(Name=rule.name, EventPattern=json.dumps(rule.pattern), State="ENABLED")
+            url = sqs.create_queue(QueueName=f"bridge-{rule.name}")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            eb.put_targets(Rule=rule.name, Targets=[{"Id": "local-bridge", "Arn": arn}])
+            self._rule_queues[rule.name] = url
+
+    def deliver(self) -> list[tuple[str, str]]:
+        """Start the state machines of the rules whose pattern matched an event since the last call:
+        (rule name, execution ARN) each, named by a UUID as EventBridge names them."""
+        from moto.events.utils import EventTemplateParser  # pinned moto: the transformer EventBridge applies
+
+        sqs, sfn, started = self.client("sqs"), self.client("stepfunctions"), []
+        for name, url in self._rule_queues.items():
+            rule = self.rules[name]
+            while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                for m in messages:
+                    event = json.loads(m["Body"])
+                    event.setdefault("ingestion-time", event.get("time"))  # the parser reads it; S3 events lack it
+                    payload = EventTemplateParser.parse(rule.input_template, rule.input_paths, event)
+                    arn = sfn.start_execution(
+                        stateMachineArn=self.machines[rule.machine],
+                        name=str(uuid.uuid4()),
+                        input=json.dumps(payload),
+                    )["executionArn"]
+                    started.append((name, arn))
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return started
+
+    def put(self, source: Path, key: str) -> list[tuple[str, str]]:
+        """Upload a file as a user would, and start what EventBridge would start for it."""
+        self.upload(source, key)
+        return self.deliver()
+
+    def trigger_schedule(self, rule: str = "monitoring-schedule", **overrides: Any) -> str:
+        """What the schedule does when it fires: start its machine with its input (``overrides`` on top)."""
+        r = self.rules[rule]
+        if self.sagemaker is not None:
+            self.sagemaker.flush_capture()  # SageMaker uploads captures as they come; the local proxy on demand
+        return self.client("stepfunctions").start_execution(
+            stateMachineArn=self.machines[r.machine], name=str(uuid.uuid4()), input=json.dumps({**r.input, **overrides})
+        )["executionArn"]
 
     @staticmethod
     def client(service: str):
@@ -135,50 +218,75 @@ class LocalAws:
         self.client("s3").upload_file(str(source), BUCKET, key)
         return f"s3://{BUCKET}/{key}"
 
-    def training_input(self, algorithm: str, data_uri: str, **overrides: Any) -> dict[str, Any]:
-        """The example input with this machine's images, role, bucket, and a short endpoint poll."""
-        return {
+    def training_input(self, algorithm: str, data_uri: str | None, **overrides: Any) -> dict[str, Any]:
+        """The example input with this machine's images, bucket, and a short endpoint poll (``data_uri`` None:
+        without DataUri, for a rule that takes it from the event)."""
+        payload = {
             **training.EXAMPLE_INPUT,
             "Algorithm": algorithm,
             "HyperParameters": training.HYPERPARAMETERS[algorithm],
             "NamePrefix": PREFIX,
             "DataUri": data_uri,
-            "ArtifactsUri": f"s3://{BUCKET}/pipelines",
+            "ArtifactsUri": ARTIFACTS,
             "TrainingImage": f"byoc-{algorithm}:latest",
-            "ProcessingImage": "byoc-monitor:latest",
+            "ProcessingImage": PROCESSING_IMAGE,
             "PollSeconds": 1,
             **overrides,
         }
+        if data_uri is None:
+            del payload["DataUri"]
+        return payload
+
+    @staticmethod
+    def scoring_input(**overrides: Any) -> dict[str, Any]:
+        """The scoring rule's fixed input (the event adds Bucket and Key)."""
+        fixed = {k: v for k, v in scoring.EXAMPLE_INPUT.items() if k not in ("Bucket", "Key")}
+        return {**fixed, "NamePrefix": PREFIX, "ArtifactsUri": ARTIFACTS, "ProcessingImage": PROCESSING_IMAGE,
+                **overrides}  # fmt: skip
+
+    def monitoring_input(self, retrain_on: str | None, **overrides: Any) -> dict[str, Any]:
+        """The schedule's input; ``retrain_on``: a training data URI to retrain both algorithms on when drift
+        is found (None: no retraining)."""
+        retrain = {
+            "Enabled": retrain_on is not None,
+            "Inputs": [self.training_input(a, retrain_on) for a in ALGORITHMS] if retrain_on else [],
+        }
+        return {**monitoring.EXAMPLE_INPUT, "NamePrefix": PREFIX, "ArtifactsUri": ARTIFACTS,
+                "ProcessingImage": PROCESSING_IMAGE, "Retrain": retrain, **overrides}  # fmt: skip
 
     # -- running -----------------------------------------------------------------------------------------------
     def execute(
         self, machine: str, payload: dict[str, Any], name: str, on_event: Callable[[str], None] | None = None
     ) -> Execution:
         """Start an execution and follow it to its end, reporting each state as it is entered and left."""
+        arn = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.machines[machine], name=name, input=json.dumps(payload)
+        )["executionArn"]
+        return self.follow(arn, on_event)
+
+    def follow(self, arn: str, on_event: Callable[[str], None] | None = None) -> Execution:
+        """Follow a started execution to its end; its SNS messages are the ones published meanwhile."""
         sfn = self.client("stepfunctions")
         t0 = time.perf_counter()
-        arn = sfn.start_execution(stateMachineArn=self.machines[machine], name=name, input=json.dumps(payload))[
-            "executionArn"
-        ]
         seen = 0
         runs: list[StateRun] = []
         open_runs: dict[str, StateRun] = {}
         deadline = time.monotonic() + EXECUTION_TIMEOUT_S
         while True:
             described = sfn.describe_execution(executionArn=arn)
-            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-            for event in events[seen:]:
+            history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            for event in history[seen:]:
                 self._follow(event, runs, open_runs, on_event)
-            seen = len(events)
+            seen = len(history)
             if described["status"] in TERMINAL:
                 break
             if time.monotonic() > deadline:
                 sfn.stop_execution(executionArn=arn, error="LocalTimeout", cause="local execution took too long")
-                raise TimeoutError(f"execution {name} did not end within {EXECUTION_TIMEOUT_S} s")
+                raise TimeoutError(f"execution {described['name']} did not end within {EXECUTION_TIMEOUT_S} s")
             time.sleep(0.2)
         output = described.get("output")
         return Execution(
-            name=name,
+            name=described["name"],
             status=described["status"],
             output=json.loads(output) if output else None,
             error=described.get("error"),
