@@ -238,7 +238,7 @@ def definition() -> dict[str, Any]:
         "arn:aws:states:::states:startExecution",
         {
             "StateMachineArn": TRAINING_MACHINE,
-            "Name.$": "States.Format('r{}-{}', $$.Map.Item.Index, $.ExecutionName)",
+            "Name.$": "States.Format('r{}-{}', $.Index, $.ExecutionName)",
             "Input.$": "$.Input",
         },
         retry_kind="states",
@@ -252,7 +252,11 @@ def definition() -> dict[str, Any]:
     states[RETRAIN] = {
         "Type": "Map",
         "ItemsPath": "$.Retrain.Inputs",
-        "ItemSelector": {"Input.$": "$$.Map.Item.Value", "ExecutionName.$": "$$.Execution.Name"},
+        "ItemSelector": {
+            "Input.$": "$$.Map.Item.Value",
+            "Index.$": "$$.Map.Item.Index",
+            "ExecutionName.$": "$$.Execution.Name",
+        },
         "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": START_TRAINING,
                           "States": {START_TRAINING: start}},
         "ResultSelector": {"Executions.$": "$[*].Started.ExecutionArn"},

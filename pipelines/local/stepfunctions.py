@@ -10,7 +10,8 @@ plugs a SageMaker integration into the interpreter's one seam for it
   job raises ``States.TaskFailed`` whose cause is that description (its FailureReason included);
 - API errors raise ``SageMaker.AmazonSageMakerException`` with AWS's cause format.
 
-It also names AWS SDK integration errors as Step Functions does (``SageMaker.SageMakerException``,
+It also gives ``states:startExecution`` Step Functions' PascalCase parameters and results, and names AWS SDK
+integration errors as Step Functions does (``SageMaker.SageMakerException``,
 ``Ssm.ParameterNotFoundException``, ...) where moto keeps the lower-case service name.
 The SageMaker calls themselves go through boto3, so whatever answers boto3 (our local backend) runs the jobs.
 """
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import botocore.session
 from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -39,6 +41,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
@@ -169,6 +174,26 @@ class AwsSdkTask(StateTaskServiceAwsSdk):
         env.stack.append(json.loads(to_json_str(env.stack.pop())))
 
 
+class StatesTask(StateTaskServiceSfn):
+    """moto's Step Functions integration (``states:startExecution``) with Step Functions' casing: parameters are
+    written in PascalCase (``StateMachineArn``) and results come back so (``ExecutionArn``), while the API itself
+    is camelCase; moto passes them through unchanged, which botocore cannot serialize."""
+
+    def _operation(self):
+        action = self._get_boto_service_action().split(".")[0]
+        name = "".join(part.capitalize() for part in action.split("_"))
+        return botocore.session.get_session().get_service_model("stepfunctions").operation_model(name)
+
+    def _normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None) -> None:
+        super()._normalise_parameters(parameters, boto_service_name, service_action_name)
+        self._to_boto_request(parameters, self._operation().input_shape)
+
+    def _normalise_response(self, response, boto_service_name=None, service_action_name=None) -> None:
+        self._from_boto_response(response, self._operation().output_shape)
+        if isinstance(response, dict):
+            response.update(json.loads(to_json_str(response)))  # timestamps as ISO strings
+
+
 _lock = threading.Lock()
 _installed = 0
 _original = state_task_factory.state_task_service_for
@@ -179,6 +204,8 @@ def _service_for(service_name: str):
         return SageMakerTask()
     if service_name == "aws-sdk":
         return AwsSdkTask()
+    if service_name == "states":
+        return StatesTask()
     return _original(service_name)
 
 
