@@ -63,10 +63,11 @@ def record_id(i: int) -> str:
 
 
 def write_scoring(split: Split, path: Path, rows: list[list[str]] | None = None) -> Path:
-    """``car-0001,<features...>`` per record: the batch job's input, whose first column is the record id."""
+    """A file to score as a user drops it in S3: a header, ``id`` first, then the features (``car-0001,...``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = split.rows if rows is None else rows
-    path.write_text("".join(csv_line([record_id(i), *row]) + "\n" for i, row in enumerate(rows)))
+    header = csv_line(["id", *split.names]) + "\n"
+    path.write_text(header + "".join(csv_line([record_id(i), *row]) + "\n" for i, row in enumerate(rows)))
     return path
 
 

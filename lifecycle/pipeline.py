@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lifecycle import batch, data, realtime, watch
+from lifecycle import data, realtime, watch
 from lifecycle.progress import Progress, StepFailed
+from pipelines import events
 from pipelines.local.execute import LocalAws
 from pipelines.local.runners import Runner
 
@@ -44,11 +45,11 @@ def prepare_workdir(work: Path) -> None:
 
 def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
     work = options.workdir
-    jobs = work / "jobs"  # one /opt/ml tree per monitoring job
     art: dict[str, Path] = {}  # what the closing list shows
     summary: dict[str, Any] = {"runner": runner.name, "workdir": str(work)}
-    with LocalAws(work / "aws", runner) as aws:
-        _run(options, runner, progress, aws, work, jobs, art, summary)
+    overrides = {"RmseThreshold": options.rmse_threshold, "CaptureSamplingPercentage": round(options.sampling)}
+    with LocalAws(work / "aws", runner, training_overrides=overrides) as aws:
+        _run(options, runner, progress, aws, work, art, summary)
     summary["artifacts"] = {k: str(v) for k, v in art.items()}
     summary["timings"] = {name: round(t, 2) for name, t in progress.timings}
     (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -61,42 +62,40 @@ def run(options: Options, runner: Runner, progress: Progress) -> dict[str, Any]:
 
 
 def _train(options: Options, progress: Progress, aws: LocalAws, work: Path, art: dict, summary: dict) -> dict:
-    """Step 1: one execution of the training state machine per algorithm; what they deployed, downloaded."""
-    data_uri = aws.upload(options.data, f"data/training/{options.data.name}")
+    """Step 1: the training data lands in S3; its EventBridge rules start the training state machine once per
+    algorithm; what they deployed is downloaded for the steps after."""
+    started = aws.put(options.data, f"{events.TRAINING_PREFIX}{options.data.name}")
     executions = {}
-    for algorithm in ALGORITHMS:
-        payload = aws.training_input(
-            algorithm,
-            data_uri,
-            RmseThreshold=options.rmse_threshold,
-            CaptureSamplingPercentage=round(options.sampling),
-        )
-        name = f"{algorithm}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-        progress.detail(f"{algorithm}: execution {name} of the training state machine")
-        result = aws.execute("training", payload, name)
+    for rule, arn in started:
+        result = aws.follow(arn)
+        algorithm = rule.removeprefix("new-training-data-")
+        progress.detail(f"{algorithm}: rule {rule} started execution {result.name}")
         for state in result.states:
             progress.detail(f"  {state.name:<30} {state.seconds or 0:6.1f} s")
-        for message in result.messages:
-            progress.detail(f"  SNS: {message['Subject']}")
         executions[algorithm] = result
+    messages = [m for r in executions.values() for m in r.messages]
+    for message in messages:
+        progress.detail(f"SNS: {message['Subject']}")
+    for algorithm, result in executions.items():
         if result.status != "SUCCEEDED" or not isinstance(result.output, dict) or "EndpointName" not in result.output:
-            why = result.messages[-1]["Message"] if result.messages else f"{result.error}: {result.cause}"
+            mine = [m["Message"] for m in messages if f" {algorithm} " in m["Subject"]]
+            why = mine[-1] if mine else f"{result.error}: {result.cause}"
             raise StepFailed(f"the {algorithm} training pipeline deployed nothing ({result.status}): {why}")
         m = result.output["Metrics"]
         progress.detail(
-            f"  deployed: test rmse {m['test:rmse']:,.1f}  mae {m['test:mae']:,.1f}  r2 {m['test:r2']:.4f}"
-            f" -> endpoint {result.output['EndpointName']} ({result.seconds:.1f} s)"
+            f"{algorithm:<8} deployed: test rmse {m['test:rmse']:,.1f}  mae {m['test:mae']:,.1f}  "
+            f"r2 {m['test:r2']:.4f} -> endpoint {result.output['EndpointName']} ({result.seconds:.1f} s)"
         )
     summary["pipeline"] = {
         a: {"status": r.status, "seconds": round(r.seconds, 2), "deployment": r.output,
             "states": [[s.name, round(s.seconds or 0, 2)] for s in r.states],
-            "notifications": [m["Subject"] for m in r.messages]}
+            "notifications": [m["Subject"] for m in messages if f" {a} " in m["Subject"]]}
         for a, r in executions.items()
     }  # fmt: skip
-    deployed = {a: r.output for a, r in executions.items()}
+    deployed = {a: r.output for a, r in sorted(executions.items(), key=lambda x: ALGORITHMS.index(x[0]))}
     first = deployed[ALGORITHMS[0]]
     splits, baselines = work / "splits", work / "baselines"
-    aws.download(first["DataQualityBaselineUri"].rsplit("/baselines/", 1)[0] + "/preprocessed", splits)
+    aws.download(first["SchemaUri"].rsplit("/train/", 1)[0], splits)
     aws.download(first["DataQualityBaselineUri"], baselines / "data")
     for a, record in deployed.items():
         aws.download(record["ModelQualityBaselineUri"], baselines / f"quality-{a}")
@@ -107,44 +106,44 @@ def _train(options: Options, progress: Progress, aws: LocalAws, work: Path, art:
     return deployed
 
 
-def _run(options, runner, progress, aws: LocalAws, work: Path, jobs: Path, art: dict, summary: dict) -> None:
+def _run(options, runner, progress, aws: LocalAws, work: Path, art: dict, summary: dict) -> None:
     # 1 -------------------------------------------------------------------------------------------------------
-    with progress.step("pipeline", "training pipeline: the state machine, once per algorithm (Step Functions)") as r:
+    with progress.step("pipeline", "training pipeline: new data in S3 -> EventBridge -> the state machine") as r:
         deployed = _train(options, progress, aws, work, art, summary)
         r.ok(", ".join(f"{a} deployed to {d['EndpointName']} (rmse {d['Rmse']:,.1f})" for a, d in deployed.items()))
     splits, baselines = work / "splits", work / "baselines"
-    serving = {a: work / "models" / a for a in ALGORITHMS}
 
     # 2 -------------------------------------------------------------------------------------------------------
-    with progress.step("baselines", "baselines: the pipeline's, model quality widened for a small split") as r:
+    with progress.step("baselines", "baselines: model-quality constraints widened for a small split") as r:
         lines = []
-        for algorithm in ALGORITHMS:
-            m = json.loads((baselines / f"quality-{algorithm}" / "statistics.json").read_text())
-            limits = watch.widen_quality_constraints(baselines / f"quality-{algorithm}", options.quality_tolerance)
+        for algorithm, record in deployed.items():
+            folder = baselines / f"quality-{algorithm}"
+            m = json.loads((folder / "statistics.json").read_text())
+            limits = watch.widen_quality_constraints(folder, options.quality_tolerance)
+            aws.upload(folder / "constraints.json", aws.key(record["ModelQualityBaselineUri"]) + "/constraints.json")
             rmse = m["regression_metrics"]["rmse"]["value"]
             lines.append(f"{algorithm} validation rmse {rmse:,.1f}")
             progress.detail(
                 f"{algorithm:<8} model quality: validation rmse {rmse:,.1f} -> constraint rmse <= "
-                f"{limits['rmse']:,.1f}, r2 >= {limits['r2']:.4f} (+{options.quality_tolerance:.0%} tolerance)"
+                f"{limits['rmse']:,.1f}, r2 >= {limits['r2']:.4f} (+{options.quality_tolerance:.0%} tolerance; "
+                "the edited constraints.json replaces the suggested one in S3)"
             )
         art["baselines"] = baselines
         r.ok("; ".join(lines))
 
-    # Requests go to the endpoints (their capture proxies); batch transforms straight to the model servers, as a
-    # transform job's own containers are not behind the endpoint's data capture.
-    urls = {a: aws.sagemaker.endpoint_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
-    servers = {a: aws.sagemaker.server_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
-
-    # 3 ---------------------------------------------------------------------------------------------------
+    # 3 -------------------------------------------------------------------------------------------------------
     capture_dir, truth_dir = work / "capture", work / "ground_truth"
     test = data.Split.read(splits / "test", "test")
+    urls = {a: aws.sagemaker.endpoint_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
     with progress.step("realtime", "real time: combiner Lambda + endpoints behind data capture") as r:
         traffic = realtime.run(urls, test, options.rule)  # the endpoints capture, as their config says
         aws.sagemaker.flush_capture()
         aws.download(deployed["xgboost"]["CaptureUri"], capture_dir)
         captured = {a: {"captured": realtime.count_captured(capture_dir / realtime.ENDPOINTS[a])}
                     for a in ALGORITHMS}  # fmt: skip
-        data.write_ground_truth(traffic.labelled, truth_dir, datetime.now(UTC))
+        truth = data.write_ground_truth(traffic.labelled, truth_dir, datetime.now(UTC))
+        for endpoint in realtime.ENDPOINTS.values():  # where the monitoring pipeline looks for it
+            aws.upload(truth, f"pipelines/ground-truth/{endpoint}/{truth.relative_to(truth_dir)}")
         progress.detail(
             f"combiner (COMBINE_RULE={options.rule}), {len(traffic.table) - 1} test records; "
             "CSV, JSON and JSON Lines requests got the same answer:"
@@ -166,60 +165,88 @@ def _run(options, runner, progress, aws: LocalAws, work: Path, jobs: Path, art: 
             f"3 through the combiner); {n_captured} capture lines; {len(traffic.labelled)} ground-truth labels"
         )
 
-    # 4 ---------------------------------------------------------------------------------------------------
+    # 4 -------------------------------------------------------------------------------------------------------
     batch_dir = work / "batch"
-    with progress.step("batch", "batch transform: scoring file with record ids, filters and join") as r:
-        scoring = data.write_scoring(test, batch_dir / "input" / "scoring.csv")
-        out = batch.transform(servers["xgboost"], scoring, batch_dir / "output")
-        lines = out.read_text().splitlines()
+    with progress.step("batch", "batch scoring pipeline: scoring files in S3 -> EventBridge -> both models") as r:
+        files = {
+            "scoring": data.write_scoring(test, batch_dir / "input" / "scoring.csv"),
+            "scoring-drifted": data.write_scoring(
+                test, batch_dir / "input" / "scoring-drifted.csv", data.drifted_rows(test)
+            ),
+        }
+        scored: dict[str, dict[str, Path]] = {}
+        executions: dict[str, str] = {}  # scoring execution -> the file it scored (names the monitor runs)
+        for name, path in files.items():
+            ((_rule, arn),) = aws.put(path, f"{events.SCORING_PREFIX}{path.name}")
+            result = aws.follow(arn)
+            for message in result.messages:
+                progress.detail(f"SNS: {message['Subject']}")
+            if result.status != "SUCCEEDED":
+                why = result.messages[-1]["Message"] if result.messages else f"{result.error}: {result.cause}"
+                raise StepFailed(f"scoring {path.name} failed: {why}")
+            scored[name], executions[result.name] = {}, name
+            for output in result.output["Outputs"]:
+                algorithm = output["OutputUri"].split("/scored/", 1)[1].split("/")[0]
+                folder = batch_dir / name / algorithm
+                aws.download(output["OutputUri"], folder)
+                scored[name][algorithm] = folder / f"{path.name}.out"
+            progress.detail(
+                f"{path.name}: execution {result.name} ({result.seconds:.1f} s), "
+                + ", ".join(f"{a} -> {p.relative_to(work)}" for a, p in scored[name].items())
+            )
+        lines = scored["scoring"]["xgboost"].read_text().splitlines()
         if len(lines) != len(test.rows):
-            raise StepFailed(f"{out} holds {len(lines)} lines for {len(test.rows)} records")
-        progress.detail("--input-filter '$[1:]' --join-source Input --output-filter '$[0,-1]' (id,prediction):")
+            raise StepFailed(f"{scored['scoring']['xgboost']} holds {len(lines)} lines for {len(test.rows)} records")
+        progress.detail("id, features, prediction (InputFilter $[1:], JoinSource Input, OutputFilter $):")
         for line in lines[:3]:
             progress.detail("  " + line)
-        # for the monitor: the whole joined record (id, features, prediction), real and drifted
-        joined = batch.transform(servers["xgboost"], scoring, batch_dir / "joined", batch.WHOLE_RECORD)
-        drifted_in = data.write_scoring(
-            test, batch_dir / "drifted-input" / "scoring-drifted.csv", data.drifted_rows(test)
-        )
-        drifted = batch.transform(servers["xgboost"], drifted_in, batch_dir / "drifted", batch.WHOLE_RECORD)
-        art["batch output (id,prediction)"] = out
-        art["batch output (joined)"] = joined
-        art["drifted batch output"] = drifted
-        r.ok(f"{len(lines)} records scored by xgboost: {out}")
+        summary["batch"] = {n: {a: str(p) for a, p in files_.items()} for n, files_ in scored.items()}
+        art["batch outputs"] = batch_dir
+        r.ok(f"{len(files)} files x {len(scored['scoring'])} models, {len(lines)} records each")
 
-    # 5 -----------------------------------------------------------------------------------------------------------
+    # 5 -------------------------------------------------------------------------------------------------------
     monitoring = work / "monitoring"
-    with progress.step("monitor", "monitoring: data and model drift on real-time captures and batch outputs") as r:
-        start = traffic.start.replace(microsecond=0)
-        end = traffic.end.replace(microsecond=0) + timedelta(seconds=1)  # capture times have whole seconds
-        targets = [
-            watch.Target(
-                f"realtime-{a}", capture_dir / realtime.ENDPOINTS[a], serving[a] / "model", realtime.ENDPOINTS[a],
-                window=(start, end), ground_truth=truth_dir, quality_baseline=baselines / f"quality-{a}",
-            )
-            for a in ALGORITHMS
-        ] + [
-            watch.Target(name, batch_dir / folder, serving["xgboost"] / "model", f"car-prices-{name}", batch=True)
-            for name, folder in (("batch", "joined"), ("batch-drifted", "drifted"))
-        ]  # fmt: skip
-        runs = [watch.monitor(runner, jobs, monitoring / "runs", t, baselines / "data") for t in targets]
+    with progress.step("monitor", "monitoring pipeline: the schedule fires; drift alerts; retraining loop") as r:
+        retrain = aws.monitoring_input(f"s3://{aws.bucket}/{events.TRAINING_PREFIX}{options.data.name}")["Retrain"]
+        result = aws.follow(aws.trigger_schedule(Retrain=retrain))
+        if result.status != "SUCCEEDED":
+            why = result.messages[-1]["Message"] if result.messages else f"{result.error}: {result.cause}"
+            raise StepFailed(f"the monitoring pipeline failed: {why}")
+        runs = []
+        for item in result.output["Results"]:
+            name = item["Name"]  # batch-<algorithm>-<scoring execution>: named after the file here
+            for execution, file in executions.items():
+                name = name.replace(execution, file)
+            folder = monitoring / "runs" / name
+            aws.download(item["OutputUri"], folder)
+            runs.append(watch.MonitorRun(name, folder, json.loads((folder / "monitoring_report.json").read_text())))
         for run_ in runs:
             progress.detail(run_.line())
-        drift = watch.mileage_drift(runs[-1])
+        drift = watch.mileage_drift(next(r_ for r_ in runs if r_.name == "batch-xgboost-scoring-drifted"))
         progress.detail(f"drifted batch, mileage: {drift or 'NO baseline_drift_check violation'}")
-        evaluations_ = watch.evaluate(runs, monitoring / "evaluate-state")
-        for e in evaluations_:
-            features = ", ".join(e["features"]) or "-"
-            alert = "would publish an SNS alert (dry run: sns_message.json)" if e["alerted"] else "no alert"
-            progress.detail(f"evaluate {e['run']}: {e['violations']} violations ({features}); {alert}")
+        for message in result.messages:
+            progress.detail(f"SNS: {message['Subject']}")
+        sfn = aws.client("stepfunctions")
+        retraining = [
+            aws.follow(e["executionArn"])
+            for e in sfn.list_executions(stateMachineArn=aws.machines["training"])["executions"]
+            if e["name"].endswith(result.name)
+        ]
+        for execution in retraining:
+            progress.detail(f"retraining {execution.name}: {execution.status}, {execution.visited()[-1]}")
+            for message in execution.messages:
+                progress.detail(f"SNS: {message['Subject']}")
         index = watch.report(runs, monitoring / "report")
         summary["monitoring"] = {run_.name: run_.brief() for run_ in runs}
-        summary["evaluate"] = [{k: v for k, v in e.items() if k != "details"} for e in evaluations_]
+        summary["monitoring_execution"] = {
+            "name": result.name, "drift": result.output["Drift"], "results": result.output["Results"],
+            "notifications": [m["Subject"] for m in result.messages],
+            "retraining": [{"name": e.name, "status": e.status, "end": e.visited()[-1]} for e in retraining],
+        }  # fmt: skip
         summary["report"] = str(index)
         art["monitoring outputs"] = monitoring / "runs"
         art["monitoring report"] = index
         r.ok(
-            f"{len(runs)} monitor runs; drifted batch {'drifts' if drift else 'does NOT drift'} on mileage; "
-            f"report {index}"
+            f"{len(runs)} sources monitored; drift {'found' if result.output['Drift'] else 'not found'}; "
+            f"{len(retraining)} retraining run(s) started; report {index}"
         )

@@ -1,29 +1,12 @@
-"""Monitoring: the monitor job over real-time captures and batch outputs, the pipeline's "evaluate drift" step
-run locally, and the HTML report over every run.
-
-The evaluate step (monitoring.evaluate.handler, a Lambda) publishes to SNS and has no local mode; here it runs
-unchanged except for the publisher, which prints the message it would send and keeps it beside the run
-(``sns_message.json``) instead of calling SNS.
-"""
+"""Monitoring as the main job shows it: the monitoring pipeline's runs read back (``MonitorRun``), the edit a user
+makes to Model Monitor's suggested model-quality constraints, and the HTML report over every run."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from lifecycle.progress import StepFailed
-from pipelines.local.jobs import ProcessingJob
-from pipelines.local.runners import Runner
-
-CAPTURE_FORMAT = '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}'
-BATCH_FORMAT = '{"csv": {"header": false}}'
-SCHEDULE = "lifecycle"
-LOCAL_TOPIC = "local:dry-run"
 
 
 @dataclass(frozen=True)
@@ -68,54 +51,6 @@ class MonitorRun:
         return text
 
 
-@dataclass(frozen=True)
-class Target:
-    """What one monitor run reads: real-time captures of an endpoint (with a time window, and ground truth for
-    model quality) or a batch job's joined output (id column first)."""
-
-    name: str
-    dataset: Path
-    model_dir: Path  # its schema.json names the columns of headerless CSV
-    target: str  # endpoint or batch job name
-    batch: bool = False
-    window: tuple[datetime, datetime] | None = None
-    ground_truth: Path | None = None
-    quality_baseline: Path | None = None
-
-
-def monitor(runner: Runner, jobs_dir: Path, runs_dir: Path, t: Target, data_baseline: Path) -> MonitorRun:
-    inputs = {"dataset": t.dataset, "baseline": data_baseline, "model": t.model_dir}
-    inp = ProcessingJob.input_path
-    env = {
-        "dataset_source": inp("dataset"),
-        "dataset_format": BATCH_FORMAT if t.batch else CAPTURE_FORMAT,
-        "baseline_statistics": f"{inp('baseline')}/statistics.json",
-        "baseline_constraints": f"{inp('baseline')}/constraints.json",
-        "schema_path": f"{inp('model')}/schema.json",  # the schema travels with the model: no header guessing
-        "publish_cloudwatch_metrics": "Disabled",
-        "fail_on_no_data": "Disabled",  # a rerun over already-read data is expected here, not a failure
-        "sagemaker_monitoring_schedule_name": SCHEDULE,
-        ("batch_job_name" if t.batch else "sagemaker_endpoint_name"): t.target,
-    }
-    if t.batch:
-        env["id_columns"] = "1"
-    if t.window:
-        env["start_time"], env["end_time"] = (x.strftime("%Y-%m-%dT%H:%M:%SZ") for x in t.window)
-    if t.ground_truth and t.quality_baseline:
-        inputs.update(groundtruth=t.ground_truth, quality=t.quality_baseline)
-        env["ground_truth_source"] = inp("groundtruth")
-        env["model_quality_constraints"] = f"{inp('quality')}/constraints.json"
-    output = runs_dir / t.name
-    result = runner.monitor(jobs_dir / f"monitor-{t.name}", inputs, output, env)
-    if not result.ok:
-        raise StepFailed(f"monitor job {t.name}: {result.reason()}", result.log)
-    try:
-        summary = json.loads((output / "monitoring_report.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise StepFailed(f"monitor job {t.name} left no readable monitoring_report.json ({e})", result.log) from None
-    return MonitorRun(t.name, output, summary)
-
-
 def widen_quality_constraints(baseline_dir: Path, tolerance: float) -> dict[str, float]:
     """Model Monitor suggests thresholds at the baseline's own metrics, which a small validation split makes
     noisy (a second sample of the same population is "worse" half the time). Widen them by ``tolerance`` (0.25:
@@ -134,43 +69,6 @@ def widen_quality_constraints(baseline_dir: Path, tolerance: float) -> dict[str,
         out[name] = c["threshold"]
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return out
-
-
-@contextlib.contextmanager
-def _local_publisher(sent: list[dict[str, Any]]) -> Iterator[None]:
-    from monitoring import evaluate
-
-    def publish(topic: str, violations: list, ctx: dict, streak: int, run_id: str) -> str:
-        message = {"topic": topic, "run": run_id, "consecutive_violating_runs": streak, **ctx, "violations": violations}
-        Path(run_id, "sns_message.json").write_text(json.dumps(message, indent=1) + "\n")
-        sent.append(message)
-        return f"dry-run-{len(sent)}"
-
-    original = evaluate._publish
-    evaluate._publish = publish
-    try:
-        yield
-    finally:
-        evaluate._publish = original
-
-
-def evaluate(runs: list[MonitorRun], state_dir: Path) -> list[dict[str, Any]]:
-    """monitoring.evaluate.handler per run (state per target, so N-consecutive counting works across reruns)."""
-    from monitoring import evaluate as ev
-
-    summaries = []
-    sent: list[dict[str, Any]] = []
-    with _local_publisher(sent):
-        for run in runs:
-            if run.summary.get("status") == "NoNewData":
-                continue
-            event = {
-                "output_uri": str(run.output),
-                "topic_arn": LOCAL_TOPIC,
-                "state_uri": str(state_dir / f"{run.name}.json"),
-            }
-            summaries.append({"run": run.name, **ev.handler(event)})
-    return summaries
 
 
 def report(runs: list[MonitorRun], out: Path) -> Path:

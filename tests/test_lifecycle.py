@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,8 @@ def test_both_models_deployed_by_the_training_state_machine(first):
         assert run["status"] == "SUCCEEDED"
         assert run["notifications"] == [f"cars {algorithm} model deployed"]
         states = [name for name, _ in run["states"]]
-        assert states[:2] == ["Name the run", "Preprocess data"] and states[-1] == "Deployed"
+        assert states[:4] == ["Name the run", "Another run in progress?", "Proceed?", "Preprocess data"]
+        assert states[-1] == "Deployed"
         assert "Create endpoint" in states
         record = run["deployment"]
         assert record["EndpointName"] == f"cars-{algorithm}" and 0 < record["Rmse"] <= 4000
@@ -115,20 +117,23 @@ def test_realtime_requests_are_captured_where_sagemaker_would(first):
     assert len(truth) == 1 and len(truth[0].read_text().splitlines()) == len(test_rows)
 
 
-def test_batch_output_has_ids_and_one_line_per_record(first):
+def test_both_models_score_the_files_with_ids_kept(first):
     test_rows = (first.workdir / "splits" / "test" / "test.csv").read_text().splitlines()
-    out = first.workdir / "batch" / "output" / "scoring.csv.out"
-    rows = list(csv.reader(out.read_text().splitlines()))
-    assert len(rows) == len(test_rows)
-    assert [r[0] for r in rows] == [f"car-{i:04d}" for i in range(1, len(test_rows) + 1)]
-    assert all(len(r) == 2 and float(r[1]) > 0 for r in rows)
+    outputs = first.summary["batch"]
+    assert sorted(outputs) == ["scoring", "scoring-drifted"]
+    for models in outputs.values():
+        assert sorted(models) == ["linear", "xgboost"]
+        for path in models.values():
+            rows = list(csv.reader(Path(path).read_text().splitlines()))
+            assert [r[0] for r in rows] == [f"car-{i:04d}" for i in range(1, len(test_rows) + 1)]
+            assert all(math.isfinite(float(r[-1])) for r in rows)  # the linear model may go negative on drift
+    scored = list(csv.reader(Path(outputs["scoring"]["xgboost"]).read_text().splitlines()))
+    assert all(float(r[-1]) > 0 for r in scored)
+    assert [r[1:-1] for r in scored] == [r.split(",")[1:] for r in test_rows if '"' not in r]
     assert "car-0001," in first.stdout
-    joined = list(csv.reader((first.workdir / "batch" / "joined" / "scoring.csv.out").read_text().splitlines()))
-    assert [r[-1] for r in joined] == [r[1] for r in rows]  # same predictions, whole record kept for the monitor
-    assert [r[1:-1] for r in joined] == [r.split(",")[1:] for r in test_rows if '"' not in r]
 
 
-def test_drift_is_found_on_the_drifted_batch_only(first):
+def test_drift_is_found_on_the_drifted_batch_only_and_starts_the_retraining(first):
     mon = first.summary["monitoring"]
 
     def drifted(run: str) -> set[str]:
@@ -136,33 +141,35 @@ def test_drift_is_found_on_the_drifted_batch_only(first):
             v["feature_name"] for v in mon[run]["violations"] if v["constraint_check_type"] == "baseline_drift_check"
         }
 
-    assert "mileage" in drifted("batch-drifted")
-    assert "mileage" not in drifted("batch")
-    assert "mileage" not in drifted("realtime-xgboost")
-    assert "drifted batch, mileage: Baseline drift distance:" in first.stdout
-    # model quality ran on the captures joined with ground truth through the inference ids
     for algorithm in ("xgboost", "linear"):
+        assert "mileage" in drifted(f"batch-{algorithm}-scoring-drifted")
+        assert "mileage" not in drifted(f"batch-{algorithm}-scoring")
+        assert "mileage" not in drifted(f"realtime-{algorithm}")
+        # model quality ran on the captures joined with ground truth through the inference ids
         mq = mon[f"realtime-{algorithm}"]["model_quality"]
         assert mq["item_count"] == 121
-        gate_rmse = first.summary["pipeline"][algorithm]["deployment"]["Rmse"]
-        assert mq["metrics"]["rmse"]["value"] == pytest.approx(gate_rmse, rel=1e-4)  # = the test split's rmse
-    assert mon["batch"]["model_quality"] is None
-    # with the default 25 % tolerance the unchanged real-time traffic raises no model-quality violation
-    assert mon["realtime-xgboost"]["model_quality"]["violations"] == []
-    assert mon["realtime-xgboost"]["violations"] == [] and mon["batch"]["violations"] == []
-    evaluated = {e["run"]: e for e in first.summary["evaluate"]}
-    assert evaluated["batch-drifted"]["drift_detected"] and "mileage" in evaluated["batch-drifted"]["features"]
-    assert (first.workdir / "monitoring" / "runs" / "batch-drifted" / "sns_message.json").is_file()
+        deployed_rmse = first.summary["pipeline"][algorithm]["deployment"]["Rmse"]
+        assert mq["metrics"]["rmse"]["value"] == pytest.approx(deployed_rmse, rel=1e-4)  # = the test split's rmse
+        # with the default 25 % tolerance the unchanged real-time traffic raises no model-quality violation
+        assert mq["violations"] == []
+        assert mon[f"batch-{algorithm}-scoring"]["model_quality"] is None
+    assert "drifted batch, mileage: Baseline drift distance:" in first.stdout
+    execution = first.summary["monitoring_execution"]
+    assert execution["drift"] is True
+    assert sum(s.startswith("Drift on cars-scoring-") for s in execution["notifications"]) == 2
+    assert "cars monitoring: drift, retraining started" in execution["notifications"]
+    assert [(r["status"], r["end"]) for r in execution["retraining"]] == [("SUCCEEDED", "Deployed")] * 2
 
 
 def test_report_exists(first):
     index = Path(first.summary["report"])
     assert index == first.workdir / "monitoring" / "report" / "index.html"
     html = index.read_text()
-    for target in ("cars-xgboost", "cars-linear", "car-prices-batch", "car-prices-batch-drifted"):
+    for target in ("cars-xgboost", "cars-linear"):
         assert f"<td>{target}</td>" in html
-    assert len(list((index.parent / "runs").glob("run-*.html"))) == 4
-    for name in ("realtime-xgboost", "batch-drifted"):  # and each monitor run's own page
+    assert html.count("<td>cars-scoring-") == 4  # two files, two models
+    assert len(list((index.parent / "runs").glob("run-*.html"))) == 6
+    for name in ("realtime-xgboost", "batch-xgboost-scoring-drifted"):  # and each monitor run's own page
         assert (first.workdir / "monitoring" / "runs" / name / "report.html").is_file()
     assert str(index) in first.stdout
 
@@ -227,7 +234,8 @@ def test_docker_runner_runs_the_images(tmp_path):
     summary = run.summary
     assert summary["runner"] == "docker"
     assert {p["status"] for p in summary["pipeline"].values()} == {"SUCCEEDED"}
-    assert "mileage" in {v["feature_name"] for v in summary["monitoring"]["batch-drifted"]["violations"]}
+    drifted = summary["monitoring"]["batch-xgboost-scoring-drifted"]["violations"]
+    assert "mileage" in {v["feature_name"] for v in drifted}
     assert Path(summary["report"]).is_file()
     after = set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
     assert after <= before  # every container removed

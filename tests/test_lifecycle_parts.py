@@ -52,7 +52,7 @@ def test_scoring_and_drifted_rows(tmp_path):
     assert split.labels == ["100.5", "200"]
     assert split.records() == [{"mileage": 8221, "make": "Buick"}, {"mileage": None, "make": "Saab, Inc"}]
     path = data.write_scoring(split, tmp_path / "scoring.csv")
-    assert path.read_text() == 'car-0001,8221,Buick\ncar-0002,,"Saab, Inc"\n'
+    assert path.read_text() == 'id,mileage,make\ncar-0001,8221,Buick\ncar-0002,,"Saab, Inc"\n'
     assert data.drifted_rows(split) == [["31442", "Buick"], ["", "Saab, Inc"]]  # 8221 * 2 + 15000
 
 

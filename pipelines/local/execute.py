@@ -84,9 +84,12 @@ class Execution:
 
 
 class LocalAws:
-    def __init__(self, workdir: Path, runner: Runner):
+    def __init__(self, workdir: Path, runner: Runner, training_overrides: dict[str, Any] | None = None):
+        """``training_overrides``: fields of the training input the deployment fixes (its rules' input)."""
         self.workdir = workdir
         self.runner = runner
+        self.bucket = BUCKET
+        self.training_overrides = dict(training_overrides or {})
         self._stack = contextlib.ExitStack()
         self.sagemaker: LocalSageMaker | None = None
         self.machines: dict[str, str] = {}
@@ -214,6 +217,11 @@ class LocalAws:
     def client(service: str):
         return boto3.client(service, region_name=REGION)
 
+    @staticmethod
+    def key(uri: str) -> str:
+        """The key of an ``s3://bucket/key`` URI."""
+        return uri.removeprefix("s3://").partition("/")[2].rstrip("/")
+
     def upload(self, source: Path, key: str) -> str:
         self.client("s3").upload_file(str(source), BUCKET, key)
         return f"s3://{BUCKET}/{key}"
@@ -231,6 +239,7 @@ class LocalAws:
             "TrainingImage": f"byoc-{algorithm}:latest",
             "ProcessingImage": PROCESSING_IMAGE,
             "PollSeconds": 1,
+            **self.training_overrides,
             **overrides,
         }
         if data_uri is None:
