@@ -209,3 +209,69 @@ def test_role_invokes_exactly_the_pipelines_endpoints_and_reads_exactly_their_re
         "logs:PutLogEvents": {"${CombinerLogGroup.Arn}"},
     }
     assert training_name("Endpoint", "xgboost") == "${NamePrefix}-xgboost"  # the names the brief promises
+
+
+# -- end to end, statically deployed: the template's environment, the pipeline's records, the role's resources -------
+def test_deployed_function_calls_only_what_its_role_allows(template, resources, monkeypatch):
+    """The function as the template configures it, with the records the pipeline writes (moto), calls exactly the
+    SSM parameters and endpoints its role names, once NamePrefix, partition, region and account are filled in."""
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    from botocore.stub import Stubber
+
+    from tests.test_combiner_ssm import body_of, event
+
+    values = {
+        "NamePrefix": "cars",
+        "AWS::Partition": "aws",
+        "AWS::Region": "eu-west-1",
+        "AWS::AccountId": "123456789012",
+    }
+    fill = lambda text: re.sub(r"\$\{([\w:]+)\}", lambda m: values[m.group(1)], text)  # noqa: E731
+    for name in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "eu-west-1" if name == "AWS_DEFAULT_REGION" else "testing")
+    for name in combiner.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in resources["CombinerFunction"]["Properties"]["Environment"]["Variables"].items():
+        if "Ref" in value:  # a parameter: its default
+            monkeypatch.setenv(name, str(template["Parameters"][value["Ref"]]["Default"]))
+        else:
+            monkeypatch.setenv(name, fill(sub(value)))
+    for attr, empty in (("_ssm", []), ("_deployments", {}), ("_clients", {})):
+        monkeypatch.setattr(combiner, attr, empty)
+    allowed: dict[str, set[str]] = {}
+    for statement in (
+        s for p in resources["CombinerRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
+    ):
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        allowed.setdefault(statement["Action"] if isinstance(statement["Action"], str) else "logs", set()).update(
+            fill(sub(t)) for t in targets
+        )
+
+    read: list[str] = []
+    invoked: list[str] = []
+    with moto.mock_aws():
+        ssm = boto3.client("ssm", region_name="eu-west-1")
+        for model in combiner.MODELS:  # what the pipeline's "Deployment record" + "Export deployment" states write
+            ssm.put_parameter(
+                Name=fill(training_name("DeploymentParameter", model)),
+                Value=json.dumps({"Algorithm": model, "EndpointName": fill(training_name("Endpoint", model))}),
+                Type="String",
+            )
+        combiner._ssm_client().meta.events.register(
+            "before-parameter-build.ssm.GetParameter", lambda params, **_: read.append(params["Name"])
+        )
+        runtime = combiner._runtime_client(None)
+        runtime.meta.events.register(
+            "before-parameter-build.sagemaker-runtime.InvokeEndpoint",
+            lambda params, **_: invoked.append(params["EndpointName"]),
+        )
+        with Stubber(runtime) as stub:
+            for _ in combiner.MODELS:
+                stub.add_response("invoke_endpoint", {"Body": body_of({"predictions": [{"score": 1.0}]})})
+            response = combiner.handler(event())
+    assert response["statusCode"] == 200, response["body"]
+    arn = "arn:aws:{}:eu-west-1:123456789012:{}"
+    assert {arn.format("ssm", "parameter" + name) for name in read} == allowed["ssm:GetParameter"]
+    assert {arn.format("sagemaker", "endpoint/" + name) for name in invoked} == allowed["sagemaker:InvokeEndpoint"]
+    assert len(read) == len(invoked) == len(combiner.MODELS)
