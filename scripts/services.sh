@@ -24,8 +24,19 @@ PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 # nodejs + npm for asl-validator in `make lint` (bookworm's Node 18 runs it).
 APT_PACKAGES=(docker.io docker-compose debootstrap docker-registry apache2-utils shellcheck gcc python3-dev chromium
     fonts-dejavu-core nodejs npm)
-# A command already on PATH counts as installed: NodeSource's nodejs bundles npm and conflicts with Debian's npm.
-declare -A APT_COMMANDS=([nodejs]=node [npm]=npm)
+# An equivalent already on the machine counts as installed: NodeSource's nodejs bundles npm and conflicts with
+# Debian's npm; GitHub's Ubuntu runners (.github/workflows/ci.yml) ship Docker CE with the Compose plugin, whose
+# containerd conflicts with docker.io, and Google Chrome, where Ubuntu's chromium package is only a snap stub.
+provided() {
+    case $1 in
+    nodejs) command -v node ;;
+    npm) command -v npm ;;
+    docker.io) command -v dockerd ;;
+    docker-compose) command -v docker-compose || docker compose version ;;
+    chromium) command -v chromium || command -v chromium-browser || command -v google-chrome ;;
+    *) false ;;
+    esac >/dev/null 2>&1
+}
 
 log() { echo "services: $*" >&2; }
 die() {
@@ -36,7 +47,7 @@ die() {
 install() {
     local missing=() pkg
     for pkg in "${APT_PACKAGES[@]}"; do
-        [[ -n ${APT_COMMANDS[$pkg]:-} ]] && command -v "${APT_COMMANDS[$pkg]}" >/dev/null && continue
+        provided "$pkg" && continue
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
     if ((${#missing[@]} == 0)); then

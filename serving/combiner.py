@@ -6,6 +6,8 @@ predictions on the same records and combines them.
 Environment:
   XGBOOST_ENDPOINT, LINEAR_ENDPOINT  SageMaker endpoint names; or http://host:port of a locally served model
                                      (`python -m serving.serve`), which is then POSTed to directly
+  XGBOOST_DEPLOYMENT_PARAMETER,      instead: the SSM parameters the training pipeline writes, whose JSON
+  LINEAR_DEPLOYMENT_PARAMETER        "EndpointName" is read, cached for a minute (see resolve_endpoints)
   COMBINE_RULE                       max (default) | min | mean | xgboost | linear
   SAGEMAKER_RUNTIME_ENDPOINT_URL     optional endpoint_url for boto3's sagemaker-runtime client
 
@@ -238,7 +240,7 @@ def _inference_id(event: Mapping[str, Any], headers: Mapping[str, str]) -> str |
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     try:
-        return combine(event, os.environ)
+        return combine(event, resolve_endpoints(os.environ))
     except CombinerError as e:
         return _response(e.status, {"message": str(e)})
     except Exception as e:  # our bug: still a proper proxy response, one line; the traceback goes to the log
@@ -246,3 +248,94 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
         traceback.print_exc()
         return _response(500, {"message": f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}"})
+
+
+# -- endpoint names from the training pipeline's SSM deployment records --------------------------------------------
+# Kept apart from the rest: <MODEL>_DEPLOYMENT_PARAMETER names the JSON String parameter the training pipeline
+# writes (/<NamePrefix>/<model>/deployment, "Deployment record"); its EndpointName becomes <MODEL>_ENDPOINT for
+# config(). Cached per parameter for DEPLOYMENT_TTL_S, so a new deployment needs no redeploy of the function and a
+# cold start costs one GetParameter per parameter. When a refresh fails, the last known name is kept (one line
+# to the log) rather than failing requests that the endpoint could still answer.
+ENVIRONMENT = (  # every variable this module reads; the SAM template's wiring test holds the template to it
+    "XGBOOST_ENDPOINT",
+    "LINEAR_ENDPOINT",
+    "XGBOOST_DEPLOYMENT_PARAMETER",
+    "LINEAR_DEPLOYMENT_PARAMETER",
+    "COMBINE_RULE",
+    "SAGEMAKER_RUNTIME_ENDPOINT_URL",
+)
+DEPLOYMENT_TTL_S = 60.0
+_deployments: dict[str, tuple[float, str]] = {}  # parameter name -> (monotonic expiry, endpoint name)
+_ssm: list[Any] = []
+
+
+def resolve_endpoints(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``env`` with <MODEL>_ENDPOINT filled in from <MODEL>_DEPLOYMENT_PARAMETER where that is set instead."""
+    resolved = dict(env)
+    for model in MODELS:
+        parameter = env.get(f"{model.upper()}_DEPLOYMENT_PARAMETER", "").strip()
+        if not parameter:
+            continue
+        if env.get(f"{model.upper()}_ENDPOINT", "").strip():
+            raise CombinerError(
+                500,
+                f"configuration: set {model.upper()}_ENDPOINT or {model.upper()}_DEPLOYMENT_PARAMETER, not both",
+            )
+        resolved[f"{model.upper()}_ENDPOINT"] = _deployed_endpoint(parameter)
+    return resolved
+
+
+def _deployed_endpoint(parameter: str) -> str:
+    import time
+
+    now = time.monotonic()
+    cached = _deployments.get(parameter)
+    if cached and cached[0] > now:
+        return cached[1]
+    try:
+        name = _read_deployment(parameter)
+    except CombinerError as e:
+        if not cached:
+            raise
+        import sys
+
+        print(f"combiner: keeping endpoint {cached[1]} for another {DEPLOYMENT_TTL_S:g} s: {e}", file=sys.stderr)
+        name = cached[1]
+    _deployments[parameter] = (now + DEPLOYMENT_TTL_S, name)
+    return name
+
+
+def _read_deployment(parameter: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        value = _ssm_client().get_parameter(Name=parameter)["Parameter"]["Value"]
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "error")
+        message = e.response.get("Error", {}).get("Message") or str(e)
+        if code == "ParameterNotFound":
+            raise CombinerError(503, f"deployment parameter {parameter} not found: no model deployed yet") from None
+        status = 500 if code in ("AccessDeniedException", "AccessDenied") else 502
+        raise CombinerError(status, f"deployment parameter {parameter}: SSM {code}: {message}") from None
+    except BotoCoreError as e:
+        raise CombinerError(502, f"deployment parameter {parameter}: SSM unreachable: {e}") from None
+    try:
+        name = json.loads(value)["EndpointName"]
+    except (ValueError, KeyError, TypeError):
+        name = None
+    if not isinstance(name, str) or not name.strip():
+        raise CombinerError(
+            500, f"deployment parameter {parameter}: expected JSON with an EndpointName, found {value[:100]!r}"
+        )
+    return name.strip()
+
+
+def _ssm_client():
+    if not _ssm:
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+        region = None if os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") else "us-east-1"
+        _ssm.append(boto3.client("ssm", region_name=region, config=cfg))
+    return _ssm[0]
