@@ -127,3 +127,34 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _iso(t: Any) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trend_history(root: Path) -> list[dict[str, Any]]:
+    """Every monitoring run in the tables, shaped as the parts of monitoring_report.json the report's trends read
+    (target, window, completed_at, per-feature drift distance, model-quality values), oldest first."""
+    con = connect(root)
+    runs: dict[str, dict[str, Any]] = {}
+
+    def run_of(run_id: str, target: str, target_type: str, start: Any, end: Any, at: Any) -> dict[str, Any]:
+        if run_id not in runs:
+            runs[run_id] = {
+                "run_id": run_id,
+                "endpoint": target if target_type == "endpoint" else None,
+                "batch_job": target if target_type == "batch_job" else None,
+                "window": {"start": _iso(start), "end": _iso(end)},
+                "completed_at": _iso(at),
+                "features": [],
+            }
+        return runs[run_id]
+
+    head = "run_id, target, target_type, window_start, window_end, monitored_at"
+    for *key, feature, distance in run(con, f"SELECT {head}, feature, distance FROM drift_results ORDER BY {head}")[1]:
+        run_of(*key)["features"].append({"name": feature, "drift": {"distance": distance}})
+    for *key, metric, value in run(con, f"SELECT {head}, metric, value FROM model_quality ORDER BY {head}")[1]:
+        mq = run_of(*key).setdefault("model_quality", {"metrics": {}})
+        mq["metrics"][metric] = {"value": value}
+    return sorted(runs.values(), key=lambda r: (r["window"]["end"] or "") + (r["completed_at"] or ""))

@@ -140,9 +140,12 @@ def write_run(
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, folder / name)
-    finally:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        with contextlib.suppress(OSError):  # a partition this failed run created stays empty: remove it
+            folder.rmdir()
+        raise
     for old in previous:
         if old.parent != folder:  # the run moved day (another scored_at): its old rows must go
             old.unlink()
