@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,11 @@ def test_query_cli_prints_every_named_query(job, capsys):
     for name in query.queries():
         assert f"-- {name}: " in out
     assert "car-prices-batch-drifted" in out
+
+
+def test_the_readme_documents_every_query_and_the_ddl_file():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Analytics tables") : readme.index("## Benchmarks")]
+    for name in query.queries():
+        assert f"| `{name}` |" in section
+    assert "`analytics/athena.sql`" in section and "| `analytics/` |" in readme
