@@ -101,6 +101,8 @@ def batches(files: list[Path], features: list[Feature], run: Run) -> Iterator[pa
     out_schema = schema(features)
     total = 0
     for path in files:
+        if _blank(path):
+            continue  # an input file without records leaves an empty .out
         try:
             for block in _read(path, len(features) + 2):
                 batch = _convert(block, features, run, path.name, out_schema)
@@ -111,6 +113,11 @@ def batches(files: list[Path], features: list[Feature], run: Run) -> Iterator[pa
             raise AnalyticsError(f"cannot read it as CSV: {' '.join(str(e).split())}", file=path) from None
     if total == 0:
         raise AnalyticsError("no records", file=files[0] if len(files) == 1 else files[0].parent)
+
+
+def _blank(path: Path) -> bool:
+    size = path.stat().st_size
+    return size == 0 or (size < 64 and not path.read_bytes().strip())
 
 
 class _Bad(Exception):

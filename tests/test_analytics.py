@@ -180,6 +180,16 @@ def test_errors_are_one_line_naming_file_line_and_column(job, tmp_path, edit, ex
     assert not [p for p in (tmp_path / "tables").rglob("*") if p.is_file() or p.name.startswith("dt=")]
 
 
+def test_an_empty_out_file_beside_others_is_skipped_and_alone_is_refused(job, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "empty.csv.out").write_text("")
+    with pytest.raises(AnalyticsError, match=r"empty\.csv\.out: no records$"):
+        append_scoring(tmp_path / "tables", folder, job.schema, run_id="r", model="xgboost")
+    shutil.copy(job.out_file("car-prices-batch"), folder / "scoring.csv.out")
+    assert append_scoring(tmp_path / "tables", folder, job.schema, run_id="r", model="xgboost").rows == 121
+
+
 def test_schema_from_a_model_tarball_and_refused_schemas(job, tmp_path):
     tarball = tmp_path / "model.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
