@@ -13,6 +13,7 @@ monitor image does not carry duckdb and never needs ``--tables``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -481,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--tables", type=Path, help="trends from the analytics tables under this root (needs duckdb)")
     args = p.parse_args(argv)
+    if args.tables is not None and importlib.util.find_spec("duckdb") is None:
+        p.error("--tables reads the analytics tables with duckdb, which is not installed here (a host-side tool)")
     index = write_site(args.runs, args.output, args.tables)
     print(f"report: {index}")
     return 0

@@ -68,3 +68,12 @@ def test_the_report_cli_takes_a_tables_root(job, tmp_path, capsys):
     out = tmp_path / "site"
     assert report.main(["--runs", str(job.runs), "--output", str(out), "--tables", str(job.tables)]) == 0
     assert (out / "index.html").is_file() and len(list((out / "runs").glob("*.html"))) == 4
+
+
+def test_without_duckdb_tables_is_refused_in_one_line(job, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as e:
+        report.main(["--runs", str(job.runs), "--output", str(tmp_path / "site"), "--tables", str(job.tables)])
+    assert e.value.code == 2
+    assert "--tables reads the analytics tables with duckdb, which is not installed here" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
