@@ -3,14 +3,17 @@ index over runs. What drifted comes first; per feature the baseline and current 
 drift distance against its threshold over the runs, completeness; for model quality the metric trend and
 predicted against actual.
 
-    python -m monitoring.report --runs monitoring/ [more folders] --output report/
+    python -m monitoring.report --runs monitoring/ [more folders] --output report/ [--tables ROOT]
 
-Each run folder is a monitor output (it holds monitoring_report.json); the history is every run found.
+Each run folder is a monitor output (it holds monitoring_report.json); the history is every run found, or, with
+``--tables``, every run in the analytics tables (drift_results, model_quality, read with DuckDB on the host: the
+monitor image does not carry duckdb and never needs ``--tables``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -439,15 +442,32 @@ def write_run_report(output: Path, history_dir: Path | None = None) -> Path:
     return path
 
 
-def write_site(folders: Sequence[Path], out: Path) -> Path:
-    """index.html + one page per run (``out/runs/<n>.html``), each with trends over its target's earlier runs."""
+def _history_upto(tables_history: Sequence[dict[str, Any]], doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tables' runs of ``doc``'s target up to ``doc`` (``doc`` itself from its folder, not twice)."""
+    same = (_target(doc), doc.get("completed_at"))
+    earlier = [
+        h
+        for h in _same_target(tables_history, doc)
+        if _sort_key(h) <= _sort_key(doc) and (_target(h), h.get("completed_at")) != same
+    ]
+    return sorted([*earlier, doc], key=_sort_key)
+
+
+def write_site(folders: Sequence[Path], out: Path, tables: Path | None = None) -> Path:
+    """index.html + one page per run (``out/runs/<n>.html``), each with trends over its target's earlier runs:
+    those among ``folders``, or with ``tables`` (an analytics tables root) those in the tables."""
     runs = load_runs(folders)
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
     history = [doc for _, doc in runs]
+    tables_history = None
+    if tables is not None:
+        from analytics.query import trend_history  # duckdb: host side only
+
+        tables_history = trend_history(tables)
     index_rows = []
     for i, (_, doc) in enumerate(runs):
-        upto = _same_target(history[: i + 1], doc)
+        upto = _same_target(history[: i + 1], doc) if tables_history is None else _history_upto(tables_history, doc)
         name = f"runs/run-{i:04d}.html"
         (out / name).write_text(render_run(doc, upto, index_href="../index.html"))
         index_rows.append((name, doc))
@@ -460,8 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m monitoring.report", description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", type=Path, required=True, help="folders holding monitor outputs")
     p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--tables", type=Path, help="trends from the analytics tables under this root (needs duckdb)")
     args = p.parse_args(argv)
-    index = write_site(args.runs, args.output)
+    if args.tables is not None and importlib.util.find_spec("duckdb") is None:
+        p.error("--tables reads the analytics tables with duckdb, which is not installed here (a host-side tool)")
+    index = write_site(args.runs, args.output, args.tables)
     print(f"report: {index}")
     return 0
 

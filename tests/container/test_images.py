@@ -27,7 +27,7 @@ def test_unknown_or_missing_command_prints_usage_and_exits_2(images, containers,
         assert f"'{args[0]}'" in line
 
 
-@pytest.mark.parametrize("command", ["preprocess", "baseline", "monitor"])
+@pytest.mark.parametrize("command", ["preprocess", "baseline", "monitor", "tables"])
 def test_processing_commands_dispatch_to_their_jobs(images, containers, command):
     """--help proves the command reaches its module and that the module imports in the image."""
     run = containers.run(images["monitor"], [command, "--help"])
