@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from analytics import query
 from lifecycle import data, realtime, watch
 from lifecycle.progress import Progress, StepFailed
 from pipelines import events
@@ -236,7 +237,18 @@ def _run(options, runner, progress, aws: LocalAws, work: Path, art: dict, summar
             progress.detail(f"retraining {execution.name}: {execution.status}, {execution.visited()[-1]}")
             for message in execution.messages:
                 progress.detail(f"SNS: {message['Subject']}")
-        index = watch.report(runs, monitoring / "report")
+        tables = work / "analytics"  # what the scoring and monitoring pipelines appended (Athena's tables in AWS)
+        aws.download(f"{aws.artifacts}/analytics", tables)
+        summary["analytics"] = {}
+        con = query.connect(tables)
+        for name in ("drifted_features", "drift_alert_records"):
+            columns, rows = query.run_named(con, name)
+            summary["analytics"][name] = {"columns": columns, "rows": [[str(v) for v in r] for r in rows]}
+            progress.detail(f"analytics query {name} (DuckDB over {tables.relative_to(work)}):")
+            for line in query.format_rows(columns, rows[:4]).splitlines():
+                progress.detail("  " + line)
+        index = watch.report(runs, monitoring / "report", tables)
+        art["analytics tables"] = tables
         summary["monitoring"] = {run_.name: run_.brief() for run_ in runs}
         summary["monitoring_execution"] = {
             "name": result.name, "drift": result.output["Drift"], "results": result.output["Results"],

@@ -71,10 +71,11 @@ def widen_quality_constraints(baseline_dir: Path, tolerance: float) -> dict[str,
     return out
 
 
-def report(runs: list[MonitorRun], out: Path) -> Path:
+def report(runs: list[MonitorRun], out: Path, tables: Path | None = None) -> Path:
+    """The HTML report; with ``tables`` (the analytics tables root) its trends come from the tables."""
     from monitoring.report import write_site
 
-    return write_site([r.output for r in runs], out)
+    return write_site([r.output for r in runs], out, tables)
 
 
 def mileage_drift(run: MonitorRun) -> str | None:

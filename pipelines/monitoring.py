@@ -53,6 +53,7 @@ DATA_ONLY = "Monitor data quality"
 EVALUATE_STATE = "Evaluate drift"
 SUMMARY = "Summarise"
 ADVANCE = "Advance bookmark"
+APPEND = "Append drift results"
 DRIFTED = "Drift found"
 RETRAIN_WANTED = "Retrain?"
 RETRAIN = "Start retraining"
@@ -199,8 +200,23 @@ def definition() -> dict[str, Any]:
         "ItemProcessor": _iteration(),
         "ResultPath": "$.Results",
         "Catch": asl.catch(err),
-        "Next": ADVANCE,
+        "Next": APPEND,
     }
+    states[APPEND] = asl.sagemaker(
+        "createProcessingJob",
+        training.processing_job(
+            "States.Format('{}-tables-{}', $.NamePrefix, $$.Execution.Name)",
+            ["tables", "monitoring", "--input", f"{PROCESSING}/input/monitoring", "--tables", f"{PROCESSING}/tables"],
+            {"monitoring": "$.Names.OutputUri"},
+            "tables",
+            "States.Format('{}/analytics', $.ArtifactsUri)",
+        ),
+        sync=True,
+        on_error=err,
+        next_state=ADVANCE,
+        result_path=None,
+        comment="Per-feature drift and model-quality metrics of every run into the analytics tables",
+    )
     states[ADVANCE] = asl.aws_sdk(
         "ssm",
         "putParameter",

@@ -41,6 +41,7 @@ FIRST_RECORD = "Training schema"
 PREPROCESS = "Preprocess scoring file"
 SCORE = "Score with each model"
 TRANSFORM = "Batch transform"
+APPEND = "Append scored records"
 NOTIFY_SCORED = "Notify scored"
 SCORED = "Scored"
 NOTIFY_FAILURE = "Notify failure"
@@ -144,13 +145,33 @@ def definition() -> dict[str, Any]:
         },
         sync=True,
         on_error=err,
+        next_state=APPEND,
         result_selector={
             "TransformJobName.$": "$.TransformJobName",
             "OutputUri.$": "$.TransformOutput.S3OutputPath",
         },
         result_path="$.Scored",
     )
-    del transform["Catch"]  # the Map state's Catch notifies
+    append = asl.sagemaker(
+        "createProcessingJob",
+        training.processing_job(
+            "States.Format('{}-{}-tables-{}', $.NamePrefix, $.Record.Algorithm, $.ExecutionName)",
+            f"States.Array('tables', 'scoring', '--run-id', $.ExecutionName, '--model', $.Record.Algorithm, "
+            # --target: the transform job, the batch job the monitoring pipeline names, so drift rows join these
+            "'--target', $.Scored.TransformJobName, '--scored-at', "
+            f"$.ScoredAt, '--input', '{PROCESSING}/input/scoring', '--schema', '{PROCESSING}/input/model', "
+            f"'--tables', '{PROCESSING}/tables')",
+            {"scoring": "$.Scored.OutputUri", "model": "$.Record.SchemaUri"},
+            "tables",
+            "States.Format('{}/analytics', $.ArtifactsUri)",
+        ),
+        sync=True,
+        on_error=err,
+        result_path=None,
+        comment="The scored records, with their features, into the analytics tables (Parquet, by day)",
+    )
+    for state in (transform, append):
+        del state["Catch"]  # the Map state's Catch notifies
     states[SCORE] = {
         "Type": "Map",
         "Comment": "One batch transform per deployed model",
@@ -161,12 +182,16 @@ def definition() -> dict[str, Any]:
             "ArtifactsUri.$": "$.ArtifactsUri",
             "PreparedUri.$": "$.Names.PreparedUri",
             "TransformInstanceType.$": "$.TransformInstanceType",
+            "ProcessingImage.$": "$.ProcessingImage",
+            "ProcessingInstanceType.$": "$.ProcessingInstanceType",
+            "MaxRuntimeSeconds.$": "$.MaxRuntimeSeconds",
             "ExecutionName.$": "$$.Execution.Name",
+            "ScoredAt.$": "$$.State.EnteredTime",  # a string in every engine (moto's Execution.StartTime is not)
         },
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
             "StartAt": TRANSFORM,
-            "States": {TRANSFORM: transform},
+            "States": {TRANSFORM: transform, APPEND: append},
         },
         "ResultSelector": {"Outputs.$": "$[*].Scored"},
         "ResultPath": "$.Scored",

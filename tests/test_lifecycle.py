@@ -156,9 +156,33 @@ def test_drift_is_found_on_the_drifted_batch_only_and_starts_the_retraining(firs
     assert "drifted batch, mileage: Baseline drift distance:" in first.stdout
     execution = first.summary["monitoring_execution"]
     assert execution["drift"] is True
-    assert sum(s.startswith("Drift on cars-scoring-") for s in execution["notifications"]) == 2
+    drift_alerts = sorted(s.split(":")[0] for s in execution["notifications"] if s.startswith("Drift on "))
+    assert [a.split("-score-")[0] for a in drift_alerts] == ["Drift on cars-linear", "Drift on cars-xgboost"]
     assert "cars monitoring: drift, retraining started" in execution["notifications"]
     assert [(r["status"], r["end"]) for r in execution["retraining"]] == [("SUCCEEDED", "Deployed")] * 2
+
+
+def test_the_readme_queries_answer_on_the_main_jobs_tables(first):
+    """The analytics tables the pipelines appended, queried with DuckDB as Athena would query them."""
+    from analytics import query
+
+    con = query.connect(first.workdir / "analytics")
+    names = set(query.queries())
+    assert {"drifted_features", "drift_alert_records", "prediction_trend", "model_quality_per_run"} <= names
+    _, drifted = query.run_named(con, "drifted_features")
+    assert {(r[2], r[3]) for r in drifted} == {("mileage", "baseline_drift_check")}  # the drifted batch only
+    assert {r[1].split("-score-")[0] for r in drifted} == {"cars-xgboost", "cars-linear"}
+    columns, records = query.run_named(con, "drift_alert_records")
+    record = dict(zip(columns, records[0], strict=True))
+    scored = list(csv.reader(Path(first.summary["batch"]["scoring-drifted"][record["model"]]).read_text().splitlines()))
+    behind = {r[0]: r for r in scored}[record["record_id"]]
+    assert float(behind[1]) == record["mileage"]  # from the alert back to the record that caused it
+    assert max(float(r[1]) for r in scored) == record["mileage"]  # highest mileage first
+    for name in names:  # every documented query runs on these tables
+        query.run_named(con, name)
+    _, quality = query.run_named(con, "model_quality_per_run")
+    assert quality and all(r for r in quality)
+    assert "analytics query drift_alert_records" in first.stdout
 
 
 def test_report_exists(first):
@@ -167,7 +191,7 @@ def test_report_exists(first):
     html = index.read_text()
     for target in ("cars-xgboost", "cars-linear"):
         assert f"<td>{target}</td>" in html
-    assert html.count("<td>cars-scoring-") == 4  # two files, two models
+    assert html.count("<td>cars-xgboost-score-") == 2 and html.count("<td>cars-linear-score-") == 2  # 2 files each
     assert len(list((index.parent / "runs").glob("run-*.html"))) == 6
     for name in ("realtime-xgboost", "batch-xgboost-scoring-drifted"):  # and each monitor run's own page
         assert (first.workdir / "monitoring" / "runs" / name / "report.html").is_file()

@@ -7,7 +7,8 @@ Event::
 
 For each algorithm with a deployment record (``/<NamePrefix>/<algorithm>/deployment``, written by the training
 pipeline), it lists the endpoint's data capture (``<CaptureUri>/<EndpointName>/``) and the batch scoring outputs
-(``<ArtifactsUri>/scored/<algorithm>/<run>/``), keeping what was written after the bookmark, and whether ground
+(``<ArtifactsUri>/scored/<algorithm>/<run>/``, monitored as the batch job ``<NamePrefix>-<algorithm>-score-<run>``,
+the scoring pipeline's transform job), keeping what was written after the bookmark, and whether ground
 truth exists (``<ArtifactsUri>/ground-truth/<EndpointName>/``). Result::
 
     {"HasData": true,
@@ -130,12 +131,12 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         scored = f"{artifacts}/scored/{algorithm}"
         fresh = [o for o in _objects(s3, scored) if o["LastModified"] > since and o["Key"].endswith(".out")]
         for run in sorted({o["Key"][len(_split(scored)[1]) + 1 :].split("/")[0] for o in fresh}):
+            job = f"{event['NamePrefix']}-{algorithm}-score-{run}"  # the scoring pipeline's transform job
             runs.append({
-                "Name": f"batch-{algorithm}-{run}", "Kind": "batch", "Target": f"{event['NamePrefix']}-scoring-{run}",
+                "Name": f"batch-{algorithm}-{run}", "Kind": "batch", "Target": job,
                 "DataUri": f"{scored}/{run}", "Start": "", "End": "", "HasGroundTruth": False, "GroundTruthUri": "",
                 **common,
-                "Environment": {"dataset_format": BATCH_FORMAT, "id_columns": "1",
-                                "batch_job_name": f"{event['NamePrefix']}-scoring-{run}"},
+                "Environment": {"dataset_format": BATCH_FORMAT, "id_columns": "1", "batch_job_name": job},
             })  # fmt: skip
         if fresh:
             new_bookmark[key] = _iso(max(o["LastModified"] for o in fresh))

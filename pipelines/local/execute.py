@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tarfile
 import time
@@ -89,6 +90,7 @@ class LocalAws:
         self.workdir = workdir
         self.runner = runner
         self.bucket = BUCKET
+        self.artifacts = ARTIFACTS
         self.training_overrides = dict(training_overrides or {})
         self._stack = contextlib.ExitStack()
         self.sagemaker: LocalSageMaker | None = None
@@ -109,6 +111,11 @@ class LocalAws:
         self._stack.close()
 
     def _start(self) -> None:
+        # moto's interpreter logs every failed state with its whole parse tree; the history keeps the error
+        parser_log = logging.getLogger("moto.stepfunctions.parser")
+        level = parser_log.level
+        parser_log.setLevel(logging.CRITICAL)
+        self._stack.callback(parser_log.setLevel, level)
         for key, value in {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
             self._stack.enter_context(_env(key, value))
         self.sagemaker = LocalSageMaker(self.workdir / "sagemaker", self.runner, region=REGION, account=ACCOUNT)

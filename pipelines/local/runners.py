@@ -37,6 +37,7 @@ MODULES = {
     "monitor": "monitoring.monitor",
     "merge": "monitoring.merge",
     "report": "monitoring.report",
+    "tables": "analytics.append",
 }
 ENTRYPOINT = "/usr/local/bin/byoc"
 JOB_TIMEOUT_S = 600
