@@ -13,7 +13,7 @@ from analytics import query
 from lifecycle import data, realtime, watch
 from lifecycle.progress import Progress, StepFailed
 from pipelines import events
-from pipelines.local.execute import LocalAws
+from pipelines.local.execute import PREFIX, LocalAws
 from pipelines.local.runners import Runner
 
 ALGORITHMS = ("xgboost", "linear")
@@ -137,7 +137,9 @@ def _run(options, runner, progress, aws: LocalAws, work: Path, art: dict, summar
     test = data.Split.read(splits / "test", "test")
     urls = {a: aws.sagemaker.endpoint_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
     with progress.step("realtime", "real time: combiner Lambda + endpoints behind data capture") as r:
-        traffic = realtime.run(urls, test, options.rule)  # the endpoints capture, as their config says
+        # the combiner configured as the template deploys it: endpoint names from the SSM deployment records
+        records = {a: f"/{PREFIX}/{a}/deployment" for a in ALGORITHMS}
+        traffic = realtime.run(urls, test, options.rule, records)  # the endpoints capture, as their config says
         aws.sagemaker.flush_capture()
         aws.download(deployed["xgboost"]["CaptureUri"], capture_dir)
         captured = {a: {"captured": realtime.count_captured(capture_dir / realtime.ENDPOINTS[a])}

@@ -13,6 +13,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,13 +62,14 @@ def _post(url: str, body: bytes, content_type: str, accept: str, inference_id: s
         raise StepFailed(f"{url} unreachable: {e}") from None
 
 
-def _combine(urls: Mapping[str, str], body: str, content_type: str, rule: str) -> list[dict[str, float]]:
-    """One API Gateway proxy event through the Lambda handler, the endpoints given as local URLs."""
-    env = {"XGBOOST_ENDPOINT": urls["xgboost"], "LINEAR_ENDPOINT": urls["linear"], "COMBINE_RULE": rule}
+def _combine(env: Mapping[str, str], body: str, content_type: str) -> list[dict[str, float]]:
+    """One HTTP API (payload 2.0) event through the Lambda handler, configured by ``env`` as the template does."""
     event = {
-        "httpMethod": "POST",
-        "path": "/predict",
-        "headers": {"Content-Type": content_type, "Accept": "application/json"},
+        "version": "2.0",
+        "routeKey": "POST /predict",
+        "rawPath": "/predict",
+        "headers": {"content-type": content_type, "accept": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/predict"}, "requestId": str(uuid.uuid4())},
         "body": body,
         "isBase64Encoded": False,
     }
@@ -86,14 +88,21 @@ def _combine(urls: Mapping[str, str], body: str, content_type: str, rule: str) -
     return json.loads(answer["body"])["predictions"]
 
 
-def run(urls: Mapping[str, str], split: Split, rule: str) -> Traffic:
-    """``urls``: the capturing proxies. Demo records through the combiner in CSV, JSON and JSON Lines; then every
-    test record as a single-record request with its InferenceId to each endpoint, alternating CSV and JSON."""
+def run(urls: Mapping[str, str], split: Split, rule: str, deployments: Mapping[str, str] | None = None) -> Traffic:
+    """``urls``: the endpoints (their capturing proxies). Demo records through the combiner in CSV, JSON and JSON
+    Lines; then every test record as a single-record request with its InferenceId to each endpoint, alternating
+    CSV and JSON. ``deployments``: the SSM deployment records the combiner reads its endpoint names from, as
+    deployed by the template (its calls then go through sagemaker-runtime); without them, the URLs."""
+    if deployments:
+        env = {"XGBOOST_DEPLOYMENT_PARAMETER": deployments["xgboost"], "LINEAR_DEPLOYMENT_PARAMETER":
+               deployments["linear"], "COMBINE_RULE": rule}  # fmt: skip
+    else:
+        env = {"XGBOOST_ENDPOINT": urls["xgboost"], "LINEAR_ENDPOINT": urls["linear"], "COMBINE_RULE": rule}
     traffic = Traffic(start=datetime.now(UTC))
     demo_rows, demo_records = split.rows[:DEMO_ROWS], split.records()[:DEMO_ROWS]
-    by_csv = _combine(urls, "\n".join(csv_line(r) for r in demo_rows), "text/csv", rule)
-    by_json = _combine(urls, json.dumps(demo_records), "application/json", rule)
-    by_jsonl = _combine(urls, "\n".join(json.dumps(r) for r in demo_records), "application/jsonlines", rule)
+    by_csv = _combine(env, "\n".join(csv_line(r) for r in demo_rows), "text/csv")
+    by_json = _combine(env, json.dumps(demo_records), "application/json")
+    by_jsonl = _combine(env, "\n".join(json.dumps(r) for r in demo_records), "application/jsonlines")
     traffic.requests += 3
     if not (by_csv == by_json == by_jsonl):
         raise StepFailed("the combiner's answers differ between CSV, JSON and JSON Lines for the same records")
