@@ -58,7 +58,7 @@ def test_scored_records_are_the_batch_output_with_schema_names_and_types(job):
     by_id = {r["record_id"]: r for r in got}
     for line in lines:
         r = by_id[line[0]]
-        assert r["model"] == "xgboost" and r["target"] == "car-prices-batch-drifted"
+        assert r["model"] == "xgboost" and r["target"] == job.target("car-prices-batch-drifted")
         assert r["prediction"] == float(line[-1])
         for f, value in zip(features, line[1:-1], strict=True):
             assert r[f["name"]] == (float(value) if f["type"] == "numeric" else value)
@@ -70,11 +70,11 @@ def test_drift_results_one_row_per_feature_per_run_with_the_violations(job):
     features = [f["name"] for f in _schema(job)]
     runs = {r["run_id"] for r in got}
     assert len(runs) == 4 and len(got) == 4 * len(features)
-    drifted = [r for r in got if r["target"] == "car-prices-batch-drifted"]
+    drifted = [r for r in got if r["target"] == job.target("car-prices-batch-drifted")]
     assert sorted(r["feature"] for r in drifted) == sorted(features)
     violated = [r for r in got if r["violated"]]
     assert [(r["target"], r["feature"], r["check_type"]) for r in violated] == [
-        ("car-prices-batch-drifted", "mileage", "baseline_drift_check")
+        (job.target("car-prices-batch-drifted"), "mileage", "baseline_drift_check")
     ]
     # the numbers are the monitor's own: its constraint_violations.json states distance and threshold
     (v,) = json.loads((job.runs / "batch-drifted" / "constraint_violations.json").read_text())["violations"]

@@ -46,7 +46,7 @@ def test_drifted_features(con, job):
     distance = float(re.search(r"distance: (\S+) exceeds", v["description"]).group(1))
     got = named(con, "drifted_features")
     assert [(r["target"], r["feature"], r["check_type"], r["distance"], r["threshold"]) for r in got] == [
-        ("car-prices-batch-drifted", "mileage", "baseline_drift_check", round(distance, 4), 0.1)
+        (job.target("car-prices-batch-drifted"), "mileage", "baseline_drift_check", round(distance, 4), 0.1)
     ]
     assert got[0]["monitored_at"].strftime("%Y-%m-%dT%H:%M:%SZ") == job.report("batch-drifted")["completed_at"]
 
@@ -66,19 +66,21 @@ def test_drift_alert_leads_back_to_the_drifted_batch_records(con, job):
     assert [(r["record_id"], r["mileage"], r["prediction"]) for r in got] == [
         (line[0], _mileage(line), round(float(line[-1]), 2)) for line in top
     ]
-    assert {(r["target"], r["model"]) for r in got} == {("car-prices-batch-drifted", "xgboost")}
+    assert {(r["target"], r["model"]) for r in got} == {(job.target("car-prices-batch-drifted"), "xgboost")}
 
 
 def test_mileage_by_batch(con, job):
-    got = named(con, "mileage_by_batch")
-    assert [(r["target"], r["model"], r["records"], r["mileage_drifted"]) for r in got] == [
-        ("car-prices-batch", "xgboost", 121, False),
-        ("car-prices-batch-drifted", "xgboost", 121, True),
-    ]
-    for r in got:
-        lines = job.out_rows(r["target"])
+    run_of = {job.target(run_id): run_id for run_id in ("car-prices-batch", "car-prices-batch-drifted")}
+    got = {run_of[r["target"]]: r for r in named(con, "mileage_by_batch")}
+    assert {k: (r["model"], r["records"], r["mileage_drifted"]) for k, r in got.items()} == {
+        "car-prices-batch": ("xgboost", 121, False),
+        "car-prices-batch-drifted": ("xgboost", 121, True),
+    }
+    for run_id, r in got.items():
+        lines = job.out_rows(run_id)
         assert r["mean_mileage"] == round(sum(map(_mileage, lines)) / len(lines))
-    assert got[1]["mean_mileage"] > 2 * got[0]["mean_mileage"]  # the drift: mileage x2 + 15,000
+    # the drift: mileage x2 + 15,000
+    assert got["car-prices-batch-drifted"]["mean_mileage"] > 2 * got["car-prices-batch"]["mean_mileage"]
 
 
 def test_prediction_trend(con, job):
@@ -123,7 +125,7 @@ def test_the_alert_join_keeps_to_the_monitoring_window(job, tmp_path):
     got = query.run(con, sql)[1]
     per_target = {t: sum(1 for r in got if r[1] == t) for t in {r[1] for r in got}}
     # the drifted batch's records, and the endpoint's scored inside its window only (not "before", not "after")
-    assert per_target == {"car-prices-batch-drifted": 121, "cars-xgboost": 121}
+    assert per_target == {job.target("car-prices-batch-drifted"): 121, "cars-xgboost": 121}
 
 
 def test_every_documented_query_has_a_test_here():
@@ -138,7 +140,7 @@ def test_query_cli_prints_every_named_query(job, capsys):
     out = capsys.readouterr().out
     for name in query.queries():
         assert f"-- {name}: " in out
-    assert "car-prices-batch-drifted" in out
+    assert job.target("car-prices-batch-drifted") in out
 
 
 def test_the_readme_documents_every_query_and_the_ddl_file():

@@ -30,18 +30,25 @@ def job_dirs(tmp_path_factory, tmp_path):
     shutil.copytree(job.out_file("car-prices-batch-drifted").parent, tmp_path / "input" / "scoring")
     shutil.copytree(job.schema.parent, tmp_path / "input" / "model")
     shutil.copytree(job.runs / "batch-drifted", tmp_path / "input" / "monitoring")
+    (tmp_path / "target").write_text(job.target("car-prices-batch-drifted"))
     return tmp_path
 
 
+def main_job_target(job_dirs) -> str:
+    """The batch job the monitor named for the drifted batch, so the scored records join its drift rows."""
+    return (job_dirs / "target").read_text()
+
+
 def test_tables_jobs_in_the_monitor_image(images, containers, job_dirs):
+    target = main_job_target(job_dirs)
     scoring = ["tables", "scoring", "--run-id", "car-prices-batch-drifted", "--model", "xgboost",
-               "--scored-at", "2026-12-01T10:00:00Z"]  # fmt: skip
+               "--scored-at", "2026-12-01T10:00:00Z", "--target", target]  # fmt: skip
     for args in (scoring, ["tables", "monitoring"]):
         run = containers.run(images["monitor"], args, volumes=volumes(job_dirs))
         assert run.returncode == 0, run.output
         assert (job_dirs / "message" / "message").read_text() == run.stdout.strip()
     columns, rows = query.run_named(query.connect(job_dirs / "tables"), "drift_alert_records")
-    assert len(rows) == 10 and {r[columns.index("target")] for r in rows} == {"car-prices-batch-drifted"}
+    assert len(rows) == 10 and {r[columns.index("target")] for r in rows} == {target}
 
 
 def test_a_bad_file_exits_1_with_the_culprit_in_the_exit_message(images, containers, job_dirs):
