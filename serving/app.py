@@ -19,7 +19,7 @@ from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
-from serving.errors import PayloadTooLarge, RequestError
+from serving.errors import BadRequest, PayloadTooLarge, RequestError
 from serving.model import Served
 from serving.records import show
 
@@ -118,8 +118,12 @@ class Endpoints:
         predictions = np.asarray(served.predict(X), dtype=np.float64).reshape(-1)
         if predictions.shape[0] != X.shape[0]:
             raise RuntimeError(f"the model returned {predictions.shape[0]} predictions for {X.shape[0]} records")
-        if not np.isfinite(predictions).all():
-            raise RuntimeError("the model returned a non-finite prediction")
+        overflowed = np.flatnonzero(~np.isfinite(predictions))
+        if len(overflowed):  # the input is out of the model's range: the client's to change, never a 500
+            raise BadRequest(
+                f"record {int(overflowed[0]) + 1}: the prediction is not a finite number; "
+                "the record's values are out of the model's range"
+            )
         return 200, encoder.content_type, encoder.encode(predictions)
 
 
