@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -35,6 +36,7 @@ _STATUS = {
     415: "415 Unsupported Media Type",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
+    504: "504 Gateway Timeout",
 }
 
 
@@ -54,11 +56,12 @@ def read_body(stream, limit: int) -> bytes | None:
 class Endpoints:
     """WSGI middleware answering /ping and /invocations; anything else goes to the wrapped (Flask) app."""
 
-    def __init__(self, fallback: Callable, served: Served, max_payload_mb: int):
+    def __init__(self, fallback: Callable, served: Served, max_payload_mb: int, timeout: float | None = None):
         self.fallback = fallback
         self.served = served
         self.max_payload_mb = max_payload_mb
         self.limit = max_payload_mb * 1024 * 1024
+        self.timeout = timeout  # SAGEMAKER_MODEL_SERVER_TIMEOUT: seconds from the start of the request
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
@@ -84,14 +87,14 @@ class Endpoints:
 
     def invocations(self, environ: dict) -> tuple[int, str, bytes]:
         try:
-            return self._invoke(environ)
+            return self._invoke(environ, time.monotonic())
         except RequestError as e:
             return e.status, _TEXT, (e.message + "\n").encode()
         except Exception as e:
             log.exception("unexpected error in POST /invocations")
             return 500, _TEXT, f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n".encode()
 
-    def _invoke(self, environ: dict) -> tuple[int, str, bytes]:
+    def _invoke(self, environ: dict, started: float) -> tuple[int, str, bytes]:
         served = self.served
         if not served.ready:
             raise RequestError(f"model not loaded: {served.reason}", 503)
@@ -115,7 +118,17 @@ class Endpoints:
         if body is None:
             raise PayloadTooLarge(f"payload {too_large}")
         X = decode(body)
-        predictions = np.asarray(served.predict(X), dtype=np.float64).reshape(-1)
+        remaining = None if self.timeout is None else self.timeout - (time.monotonic() - started)
+        try:
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            predictions = np.asarray(served.predict(X, remaining), dtype=np.float64).reshape(-1)
+        except TimeoutError:
+            raise RequestError(
+                f"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout:g} s "
+                f"({X.shape[0]} records); send fewer records per request or raise the timeout",
+                504,
+            ) from None
         if predictions.shape[0] != X.shape[0]:
             raise RuntimeError(f"the model returned {predictions.shape[0]} predictions for {X.shape[0]} records")
         overflowed = np.flatnonzero(~np.isfinite(predictions))
@@ -132,7 +145,7 @@ def _chunked(environ: dict) -> bool:
     return bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
-def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6) -> Flask:
+def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6, timeout: float | None = None) -> Flask:
     app = Flask("serving")
     # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
     concurrent = max(1, min(workers, 100 // max(max_payload_mb, 1)))
@@ -155,5 +168,5 @@ def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6) -> 
         log.exception("unexpected error in %s %s", request.method, request.path)
         return Response(f"internal error: {type(e).__name__}\n", status=500, content_type=_TEXT)
 
-    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb)  # type: ignore[method-assign]
+    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb, timeout)  # type: ignore[method-assign]
     return app

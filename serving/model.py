@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,10 @@ from serving.records import UNKNOWN_POLICIES, RecordParser
 
 log = logging.getLogger("serving")
 DEFAULT_BASE_DIR = "/opt/ml"
-_PREDICT_LOCK = threading.Lock()
+# One prediction at a time per worker: the worker has one numeric thread, and concurrent XGBoost calls in one
+# process halved throughput (measured). A thread of its own, so that a request can stop waiting for it at its
+# deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT) while the worker's other threads stay free for /ping and parsing.
+_PREDICTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
 
 def model_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -45,11 +49,15 @@ class Served:
     def ready(self) -> bool:
         return self.algorithm is not None
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        # One prediction at a time per worker: the worker has one numeric thread, and concurrent XGBoost calls in
-        # one process halved throughput (measured); the worker's other threads stay free for /ping and parsing.
-        with _PREDICT_LOCK:
-            return self.algorithm.predict(X)  # type: ignore[union-attr]
+    def predict(self, X: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        """Predictions; TimeoutError when not done within ``timeout`` seconds (the prediction then still finishes,
+        or is dropped if it had not started)."""
+        future = _PREDICTOR.submit(self.algorithm.predict, X)  # type: ignore[union-attr]
+        try:
+            return future.result(timeout)
+        except FuturesTimeout:
+            future.cancel()
+            raise TimeoutError from None
 
 
 def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None) -> Served:

@@ -9,8 +9,11 @@ Settings (environment):
   SAGEMAKER_MAX_PAYLOAD_IN_MB        request size limit in MiB (default 6; batch transform sends up to 100)
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  format for an empty or */* Accept (default text/csv)
   SERVING_UNKNOWN_CATEGORY           error (default: 400) | missing (treat unseen levels as missing)
-  SERVING_WORKER_CLASS               gunicorn worker class (default gthread; sync and gevent also work)
+  SERVING_WORKER_CLASS               gunicorn worker class (default gthread: serving.worker.Worker, gunicorn's gthread
+                                     with one-line error pages, prompt stop on SIGTERM and a request cap per
+                                     connection; sync and gevent are gunicorn's own, for measurements)
   SERVING_THREADS                    threads per gthread worker (default 2)
+  SERVING_MAX_REQUESTS_PER_CONNECTION  requests before a keep-alive connection is closed (default 100; gthread)
   SERVING_ACCESS_LOG                 1 (default): one compact line per request except /ping; 0: none
 
 Each worker loads the model once when it starts (never on a request), with max(1, cpus // workers) numeric
@@ -68,6 +71,7 @@ class Settings:
                 "expected gthread, sync or gevent"
             )
         self.threads = _int(env, "SERVING_THREADS", 2)
+        self.max_requests_per_connection = _int(env, "SERVING_MAX_REQUESTS_PER_CONNECTION", 100)
         self.numeric_threads = max(1, cpus // self.workers)
         self.access_log = env.get("SERVING_ACCESS_LOG", "1").strip() not in ("0", "false", "no")
 
@@ -112,7 +116,7 @@ class Server(BaseApplication):
         options = {
             "bind": f"0.0.0.0:{s.port}",
             "workers": s.workers,
-            "worker_class": s.worker_class,
+            "worker_class": "serving.worker.Worker" if s.worker_class == "gthread" else s.worker_class,
             "threads": s.threads,
             "timeout": s.timeout,
             "graceful_timeout": GRACEFUL_TIMEOUT,
@@ -132,9 +136,17 @@ class Server(BaseApplication):
         # Runs in each worker right after fork, before it accepts connections.
         from serving import model
         from serving.app import create_app
+        from serving.worker import Worker
+
+        Worker.max_requests_per_connection = self.settings.max_requests_per_connection
 
         self.served = model.load(threads=self.settings.numeric_threads)
-        return create_app(self.served, workers=self.settings.workers, max_payload_mb=self.settings.max_payload_mb)
+        return create_app(
+            self.served,
+            workers=self.settings.workers,
+            max_payload_mb=self.settings.max_payload_mb,
+            timeout=self.settings.timeout,
+        )
 
 
 def main() -> int:

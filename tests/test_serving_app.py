@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -317,3 +318,27 @@ def test_an_unreadable_model_file_is_never_echoed(trained, tmp_path):
     r = create_app(state).test_client().get("/ping")
     assert r.status_code == 500
     assert b"x:0:0" not in r.data and b"(r vs" not in r.data, r.data
+
+
+# -- SAGEMAKER_MODEL_SERVER_TIMEOUT bounds a request (#14 item 4) --------------------------------------------
+class Slow:
+    def predict(self, X):
+        time.sleep(1.5)
+        return np.zeros(len(X))
+
+
+def test_the_timeout_bounds_a_request_and_the_worker_stays_up():
+    codecs = served().codecs
+    slow = create_app(Served(Slow(), codecs), timeout=0.2).test_client()  # type: ignore[arg-type]
+    start = time.monotonic()
+    r = invoke(slow, CSV_ROWS)
+    elapsed = time.monotonic() - start
+    assert (r.status_code, r.data) == (
+        504,
+        b"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=0.2 s (2 records); "
+        b"send fewer records per request or raise the timeout\n",
+    )
+    assert elapsed < 1.2  # answered at its deadline, not when the 1.5 s prediction ends
+    # The worker is fine: the next request is answered once the abandoned prediction is done.
+    r = invoke(create_app(served(), timeout=10).test_client(), CSV_ROWS)
+    assert (r.status_code, r.data) == (200, ENCODED["text/csv"])
