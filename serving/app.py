@@ -122,13 +122,38 @@ class Endpoints:
         try:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError
-            predictions = np.asarray(served.predict(X, remaining), dtype=np.float64).reshape(-1)
+            predictions = served.predict(X, remaining)
         except TimeoutError:
-            raise RequestError(
-                f"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout:g} s "
-                f"({X.shape[0]} records); send fewer records per request or raise the timeout",
-                504,
-            ) from None
+            raise self.timed_out() from None
+        return 200, encoder.content_type, self._encode(X, predictions, encoder)
+
+    def timed_out(self) -> RequestError:
+        return RequestError(
+            f"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout:g} s; "
+            "send fewer records per request or raise the timeout",
+            504,
+        )
+
+    def answer(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, str, bytes]:
+        """Decode, predict and encode a whole body (the event-driven front runs this off its loop)."""
+        try:
+            served = self.served
+            if not served.ready:
+                raise RequestError(f"model not loaded: {served.reason}", 503)
+            decode = served.codecs.decoder(content_type)  # type: ignore[union-attr]
+            encoder = served.codecs.encoder(accept)  # type: ignore[union-attr]
+            X = decode(body)
+            predictions = served.algorithm.predict(X)  # type: ignore[union-attr]
+            return 200, encoder.content_type, self._encode(X, predictions, encoder)
+        except RequestError as e:
+            return e.status, _TEXT, (e.message + "\n").encode()
+        except Exception as e:
+            log.exception("unexpected error in POST /invocations")
+            return 500, _TEXT, f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n".encode()
+
+    @staticmethod
+    def _encode(X: np.ndarray, predictions, encoder) -> bytes:
+        predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
         if predictions.shape[0] != X.shape[0]:
             raise RuntimeError(f"the model returned {predictions.shape[0]} predictions for {X.shape[0]} records")
         overflowed = np.flatnonzero(~np.isfinite(predictions))
@@ -137,7 +162,7 @@ class Endpoints:
                 f"record {int(overflowed[0]) + 1}: the prediction is not a finite number; "
                 "the record's values are out of the model's range"
             )
-        return 200, encoder.content_type, encoder.encode(predictions)
+        return encoder.encode(predictions)
 
 
 def _chunked(environ: dict) -> bool:
@@ -152,6 +177,8 @@ def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6, tim
     execution_parameters = json.dumps(
         {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": max_payload_mb}
     )
+
+    app.config["EXECUTION_PARAMETERS"] = execution_parameters  # the event-driven front answers it too
 
     @app.get("/execution-parameters")
     def parameters() -> Response:

@@ -34,11 +34,15 @@ def records(car_splits):
     return car_splits["test"][FEATURES].head(7).reset_index(drop=True)
 
 
-@pytest.fixture(scope="module", params=["xgboost", "linear"])
+@pytest.fixture(
+    scope="module",
+    params=[("xgboost", "async"), ("linear", "async"), ("xgboost", "gthread")],
+    ids=["xgboost", "linear", "xgboost-gthread"],
+)
 def server(request, trained):
-    algorithm = request.param
+    algorithm, front = request.param  # the default front for both models; the former one stays selectable
     result = trained(algorithm)
-    with LocalServer(algorithm, result.base_dir, workers=2) as s:
+    with LocalServer(algorithm, result.base_dir, workers=2, env={"SERVING_WORKER_CLASS": front}) as s:
         s.algorithm = algorithm
         s.model = registry.get(algorithm).load(result.model_dir, threads=1)
         yield s
@@ -301,8 +305,9 @@ REQUEST = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nC
 )
 
 
-def test_sigterm_refuses_new_connections_at_once_and_closes_kept_alive_ones_cleanly(trained):
-    server = LocalServer("xgboost", trained("xgboost").base_dir, workers=2)
+@pytest.mark.parametrize("front", ["async", "gthread"])
+def test_sigterm_refuses_new_connections_at_once_and_closes_kept_alive_ones_cleanly(trained, front):
+    server = LocalServer("xgboost", trained("xgboost").base_dir, workers=2, env={"SERVING_WORKER_CLASS": front})
     assert server.start() == 200
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as kept:
@@ -340,7 +345,8 @@ def _connections(pid: int) -> int:
     return sum(link.startswith("socket:") for link in links) - 1
 
 
-def test_a_restarted_worker_gets_keep_alive_traffic_within_seconds(trained, records):
+@pytest.mark.parametrize("front", ["async", "gthread"])
+def test_a_restarted_worker_gets_keep_alive_traffic_within_seconds(trained, records, front):
     """kill -9 of a worker under keep-alive load: its replacement must take connections, not sit idle."""
     body = records.to_csv(header=False, index=False)
     stop = threading.Event()
@@ -358,7 +364,7 @@ def test_a_restarted_worker_gets_keep_alive_traffic_within_seconds(trained, reco
                 except requests.RequestException as e:  # the killed worker's connections
                     errors.append(e)
 
-    with LocalServer("xgboost", trained("xgboost").base_dir, workers=2) as server:
+    with LocalServer("xgboost", trained("xgboost").base_dir, workers=2, env={"SERVING_WORKER_CLASS": front}) as server:
         workers = _children(server.process.pid)
         assert len(workers) == 2
         threads = [threading.Thread(target=client) for _ in range(4)]
