@@ -11,7 +11,7 @@ Training (algorithms.train) and serving (serving.model) only ever talk to this i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
@@ -22,6 +22,16 @@ from algorithms.hyperparameters import HyperparameterSpec
 from algorithms.schema import Schema
 
 METADATA_FILE = "metadata.json"  # written by the training entry point beside the model; never loaded as one
+
+
+def linked_files(directory: Path, names: Iterable[str]) -> list[Path]:
+    """Those of ``directory/name`` that are symbolic links, or the directory itself when it is one.
+
+    Training never writes through a link, and serving never reads one: a link can point anywhere (/etc/passwd).
+    """
+    directory = Path(directory)
+    found = [directory] if directory.is_symlink() else []
+    return found + [directory / n for n in names if (directory / n).is_symlink()]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ SUPPORTED = ("text/csv", "text/csv;header=present", "application/x-parquet")
 CHANNELS = ("train", "validation", "test")
 # Numeric-looking columns with a few non-numbers are typos, not categories (see _infer_schema).
 _NUMERIC_MAJORITY = 0.5
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,16 @@ def _scan_lines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(counts, dtype=np.int64), np.asarray(lines, dtype=np.int64)
 
 
+def _refuse_lone_cr(data: bytes, source: str) -> None:
+    """A CR not followed by LF: pandas would read a CR-only file as one row with thousands of columns."""
+    found = _LONE_CR.search(data)
+    if found is None or b'"' in data[: found.start()]:  # inside quotes a CR may be data: pandas reads that right
+        return
+    at = found.start()
+    line = data[:at].count(b"\n") + 1
+    raise DataError("line ends with a lone CR (carriage return); use LF or CRLF line endings", file=source, line=line)
+
+
 def _decode(data: bytes, charset: str, source: str) -> bytes:
     """The file as UTF-8 bytes without a byte-order mark."""
     try:
@@ -293,6 +305,7 @@ def _read_csv(
 ) -> _Part:
     source = str(path)
     data = _decode(path.read_bytes(), charset, source)
+    _refuse_lone_cr(data, source)
     fields, lines = _scan_lines(data)
     if not len(fields):
         return _Part(source, pd.DataFrame(), pd.Series([], dtype=float), lines, [], "", width=0)

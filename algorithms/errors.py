@@ -27,6 +27,10 @@ class ConfigurationError(UserError):
     """The /opt/ml/input/config files or the environment are inconsistent."""
 
 
+class OutputError(UserError):
+    """An output location (/opt/ml/model, /opt/ml/output) cannot be written: the platform's or the user's setup."""
+
+
 class DataError(UserError):
     """A channel's data cannot be used. Names the file, line and column when they are known."""
 

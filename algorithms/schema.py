@@ -30,6 +30,10 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 FILENAME = "schema.json"
 VERSION = 1
+# The largest magnitude a feature or label may have, in training and serving alike: XGBoost works in float32, so
+# anything larger becomes inf inside it, and the linear model's squares overflow well before float64's limit.
+MAX_MAGNITUDE = float(np.finfo(np.float32).max)
+OUT_OF_RANGE = f"expected a number of magnitude at most {MAX_MAGNITUDE:.7g}"
 
 
 @dataclass(frozen=True)
@@ -184,9 +188,12 @@ class Schema:
 
 
 def to_float(col: pd.Series, *, source: str | None, first_line: int, column: str | int) -> np.ndarray:
-    """A column as float64; empty cells are NaN; anything else unparsable is a DataError naming the cell."""
+    """A column as float64; empty cells are NaN; anything else unparsable or out of range is a DataError naming
+    the cell (inf and magnitudes above MAX_MAGNITUDE included)."""
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        _check_range(out, lambda i: repr(float(out[i])), source, first_line, column)
+        return out
     as_str = col.astype("string").str.strip()
     values = pd.to_numeric(as_str.replace("", pd.NA), errors="coerce")
     bad = values.isna() & as_str.notna() & (as_str != "")
@@ -195,7 +202,18 @@ def to_float(col: pd.Series, *, source: str | None, first_line: int, column: str
         raise DataError(
             f"expected a number, received {as_str.iloc[i]!r}", file=source, line=first_line + i, column=column
         )
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    out = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    _check_range(out, lambda i: repr(as_str.iloc[i]), source, first_line, column)
+    return out
+
+
+def _check_range(values: np.ndarray, shown, source: str | None, first_line: int, column: str | int) -> None:
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(values) > MAX_MAGNITUDE  # NaN (missing) compares False
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        what = OUT_OF_RANGE if np.isfinite(values[i]) else "expected a finite number"
+        raise DataError(f"{what}, received {shown(i)}", file=source, line=first_line + i, column=column)
 
 
 def _encode_categorical(

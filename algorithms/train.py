@@ -12,11 +12,14 @@ reason); 2 our bug (failure starts with ``internal error: <Type>: <message>``; t
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import math
 import os
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Mapping
@@ -27,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from algorithms import base, registry
-from algorithms.errors import ConfigurationError, HyperparameterError, UserError
+from algorithms.errors import ConfigurationError, HyperparameterError, OutputError, UserError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
 
 log = logging.getLogger("algorithms.train")
@@ -118,6 +121,11 @@ def load_config(algorithm: str | None) -> JobConfig:
     checkpoint_dir = None
     if checkpoint is not None:
         local = (checkpoint or {}).get("LocalPath") or "/opt/ml/checkpoints"
+        if not isinstance(local, str) or ".." in Path(local).parts:
+            raise ConfigurationError(
+                f"file {config_dir / 'checkpointconfig.json'}: field 'LocalPath': {local!r} leaves its directory "
+                "(no '..' allowed)"
+            )
         checkpoint_dir = Path(local) if Path(local).is_absolute() else Path(environment.base_dir) / local
     return JobConfig(
         algorithm=algorithm,
@@ -173,20 +181,52 @@ def run(job: JobConfig) -> None:
         predictions[name] = model.predict(ds.X)
         final[name] = metrics.regression_metrics(ds.y, predictions[name])
         metric_log(name, final[name])
+        undefined = [k for k, v in final[name].items() if not math.isfinite(v)]
+        if undefined:  # e.g. r2 of a constant label: written as null in metadata.json and evaluation.json
+            log.warning("channel %s: metric(s) %s undefined on this data (constant label?)", name, ", ".join(undefined))
 
     save_model(model, plugin, job, schema, {**common, **params}, final)
     split = "test" if "test" in datasets else "validation" if "validation" in datasets else None
     if split is None:
         log.info("no test or validation channel: no %s", EVALUATION_FILE)
         return
-    job.output_data_dir.mkdir(parents=True, exist_ok=True)
     report = metrics.evaluation(datasets[split].y, predictions[split])
     path = job.output_data_dir / EVALUATION_FILE
-    path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    with _writing(job.output_data_dir, [EVALUATION_FILE]):
+        job.output_data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     log.info("wrote %s (channel %s, %d rows)", path, split, len(datasets[split]))
 
 
+# errno values that say the location is not writable: the platform's or the user's setup, not our bug.
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def _writing(directory: Path, names: list[str]):
+    """Refuse to write through symbolic links; report an unwritable directory as a one-line OutputError."""
+    links = base.linked_files(directory, names)
+    if links:
+        raise OutputError(f"{links[0]} is a symbolic link: refusing to write through it")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):  # XGBoost reports an unwritable file as its own error
+            pass
+        yield
+    except OSError as e:
+        if e.errno not in _NOT_WRITABLE:
+            raise
+        raise OutputError(f"cannot write to {directory}: {e.strerror} ({e.filename or directory})") from None
+
+
 def save_model(model, plugin, job: JobConfig, schema, hyperparameters: dict, final: dict) -> None:
+    names = [*plugin.MODEL_FILES, "schema.json", base.METADATA_FILE]
+    with _writing(job.model_dir, names):
+        _save_model(model, plugin, job, schema, hyperparameters, final)
+    log.info("model saved to %s: %s", job.model_dir, ", ".join(names))
+
+
+def _save_model(model, plugin, job: JobConfig, schema, hyperparameters: dict, final: dict) -> None:
     job.model_dir.mkdir(parents=True, exist_ok=True)
     written = sorted(p.name for p in model.save(job.model_dir))
     expected = sorted([*plugin.MODEL_FILES, "schema.json"])
@@ -203,12 +243,23 @@ def save_model(model, plugin, job: JobConfig, schema, hyperparameters: dict, fin
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (job.model_dir / base.METADATA_FILE).write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
-    log.info("model saved to %s: %s + %s", job.model_dir, ", ".join(expected), base.METADATA_FILE)
+    text = json.dumps(_finite(doc), indent=2, default=_jsonable, allow_nan=False)
+    (job.model_dir / base.METADATA_FILE).write_text(text + "\n")
 
 
 def _jsonable(v: Any) -> Any:
     return None if v is None else str(v)
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities as null: JSON has no such numbers (r2 of a constant label is NaN)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
 
 
 def versions() -> dict[str, str]:
@@ -222,8 +273,13 @@ def versions() -> dict[str, str]:
 # -- failure reporting ---------------------------------------------------------------------------------------------
 def write_failure(base_dir: Path, text: str) -> None:
     path = failure_path(base_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text[:FAILURE_LIMIT])
+    try:
+        if path.is_symlink():
+            raise OSError(errno.ELOOP, "is a symbolic link", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text[:FAILURE_LIMIT])
+    except OSError as e:  # the reason is in the log already; say why the file is missing too
+        log.error("cannot write %s: %s", path, e.strerror or e)
 
 
 def _configure_logging() -> None:
@@ -240,7 +296,10 @@ def _configure_logging() -> None:
 def main() -> int:
     _configure_logging()
     base_dir = Path(os.environ.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR))
-    failure_path(base_dir).unlink(missing_ok=True)  # a stale reason from an earlier run in the same tree
+    try:
+        failure_path(base_dir).unlink(missing_ok=True)  # a stale reason from an earlier run in the same tree
+    except OSError as e:  # a read-only /opt/ml/output: the run itself will say what it cannot write
+        log.warning("cannot remove %s: %s", failure_path(base_dir), e.strerror or e)
     try:
         job = load_config(os.environ.get("ALGORITHM"))
         run(job)

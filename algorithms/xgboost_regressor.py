@@ -222,8 +222,9 @@ class XGBoostRegressor(Algorithm):
         booster = xgb.Booster()
         try:
             booster.load_model(str(path))
-        except xgb.core.XGBoostError as e:
-            raise UserError(f"model file {path}: not a readable XGBoost model: {str(e).splitlines()[0]}") from None
+        except xgb.core.XGBoostError:
+            # XGBoost's message quotes the file's first byte: never echo a file's contents.
+            raise UserError(f"model file {path}: not a readable XGBoost model (XGBoost's JSON format)") from None
         if booster.num_features() != schema.n_features:
             raise UserError(
                 f"model file {path}: expects {booster.num_features()} features, but {schema_path} "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -19,7 +20,7 @@ from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
-from serving.errors import PayloadTooLarge, RequestError
+from serving.errors import BadRequest, PayloadTooLarge, RequestError
 from serving.model import Served
 from serving.records import show
 
@@ -35,6 +36,7 @@ _STATUS = {
     415: "415 Unsupported Media Type",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
+    504: "504 Gateway Timeout",
 }
 
 
@@ -54,11 +56,12 @@ def read_body(stream, limit: int) -> bytes | None:
 class Endpoints:
     """WSGI middleware answering /ping and /invocations; anything else goes to the wrapped (Flask) app."""
 
-    def __init__(self, fallback: Callable, served: Served, max_payload_mb: int):
+    def __init__(self, fallback: Callable, served: Served, max_payload_mb: int, timeout: float | None = None):
         self.fallback = fallback
         self.served = served
         self.max_payload_mb = max_payload_mb
         self.limit = max_payload_mb * 1024 * 1024
+        self.timeout = timeout  # SAGEMAKER_MODEL_SERVER_TIMEOUT: seconds from the start of the request
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
@@ -84,14 +87,14 @@ class Endpoints:
 
     def invocations(self, environ: dict) -> tuple[int, str, bytes]:
         try:
-            return self._invoke(environ)
+            return self._invoke(environ, time.monotonic())
         except RequestError as e:
             return e.status, _TEXT, (e.message + "\n").encode()
         except Exception as e:
             log.exception("unexpected error in POST /invocations")
             return 500, _TEXT, f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n".encode()
 
-    def _invoke(self, environ: dict) -> tuple[int, str, bytes]:
+    def _invoke(self, environ: dict, started: float) -> tuple[int, str, bytes]:
         served = self.served
         if not served.ready:
             raise RequestError(f"model not loaded: {served.reason}", 503)
@@ -115,12 +118,51 @@ class Endpoints:
         if body is None:
             raise PayloadTooLarge(f"payload {too_large}")
         X = decode(body)
-        predictions = np.asarray(served.predict(X), dtype=np.float64).reshape(-1)
+        remaining = None if self.timeout is None else self.timeout - (time.monotonic() - started)
+        try:
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            predictions = served.predict(X, remaining)
+        except TimeoutError:
+            raise self.timed_out() from None
+        return 200, encoder.content_type, self._encode(X, predictions, encoder)
+
+    def timed_out(self) -> RequestError:
+        return RequestError(
+            f"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout:g} s; "
+            "send fewer records per request or raise the timeout",
+            504,
+        )
+
+    def answer(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, str, bytes]:
+        """Decode, predict and encode a whole body (the event-driven front runs this off its loop)."""
+        try:
+            served = self.served
+            if not served.ready:
+                raise RequestError(f"model not loaded: {served.reason}", 503)
+            decode = served.codecs.decoder(content_type)  # type: ignore[union-attr]
+            encoder = served.codecs.encoder(accept)  # type: ignore[union-attr]
+            X = decode(body)
+            predictions = served.algorithm.predict(X)  # type: ignore[union-attr]
+            return 200, encoder.content_type, self._encode(X, predictions, encoder)
+        except RequestError as e:
+            return e.status, _TEXT, (e.message + "\n").encode()
+        except Exception as e:
+            log.exception("unexpected error in POST /invocations")
+            return 500, _TEXT, f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n".encode()
+
+    @staticmethod
+    def _encode(X: np.ndarray, predictions, encoder) -> bytes:
+        predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
         if predictions.shape[0] != X.shape[0]:
             raise RuntimeError(f"the model returned {predictions.shape[0]} predictions for {X.shape[0]} records")
-        if not np.isfinite(predictions).all():
-            raise RuntimeError("the model returned a non-finite prediction")
-        return 200, encoder.content_type, encoder.encode(predictions)
+        overflowed = np.flatnonzero(~np.isfinite(predictions))
+        if len(overflowed):  # the input is out of the model's range: the client's to change, never a 500
+            raise BadRequest(
+                f"record {int(overflowed[0]) + 1}: the prediction is not a finite number; "
+                "the record's values are out of the model's range"
+            )
+        return encoder.encode(predictions)
 
 
 def _chunked(environ: dict) -> bool:
@@ -128,13 +170,15 @@ def _chunked(environ: dict) -> bool:
     return bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
-def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6) -> Flask:
+def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6, timeout: float | None = None) -> Flask:
     app = Flask("serving")
     # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
     concurrent = max(1, min(workers, 100 // max(max_payload_mb, 1)))
     execution_parameters = json.dumps(
         {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": max_payload_mb}
     )
+
+    app.config["EXECUTION_PARAMETERS"] = execution_parameters  # the event-driven front answers it too
 
     @app.get("/execution-parameters")
     def parameters() -> Response:
@@ -151,5 +195,5 @@ def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6) -> 
         log.exception("unexpected error in %s %s", request.method, request.path)
         return Response(f"internal error: {type(e).__name__}\n", status=500, content_type=_TEXT)
 
-    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb)  # type: ignore[method-assign]
+    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb, timeout)  # type: ignore[method-assign]
     return app

@@ -9,6 +9,8 @@ Environment:
   XGBOOST_DEPLOYMENT_PARAMETER,      instead: the SSM parameters the training pipeline writes, whose JSON
   LINEAR_DEPLOYMENT_PARAMETER        "EndpointName" is read, cached for a minute (see resolve_endpoints)
   COMBINE_RULE                       max (default) | min | mean | xgboost | linear
+  COMBINER_DEADLINE_S                seconds for the whole request, both calls and their retries included
+                                     (default 25: API Gateway gives a Lambda integration 29 s)
   SAGEMAKER_RUNTIME_ENDPOINT_URL     optional endpoint_url for boto3's sagemaker-runtime client
 
 The request body and its Content-Type go unchanged to both endpoints (every format serving.codecs takes), which
@@ -22,8 +24,9 @@ when given (at most 64 printable characters), else API Gateway's request id.
 
 Errors are ``{"message": "<one line>"}``: 4xx for the caller's request (an
 endpoint's own 4xx is passed on, prefixed with its name: it is about the request, so 502 would misdirect the
-caller and the alarms); 502 when an endpoint fails, cannot be reached or answers inconsistently; 500 when the
-function is misconfigured.
+caller and the alarms); 502 when an endpoint fails, cannot be reached or answers inconsistently (a truncated or
+non-HTTP answer, a score that is not a finite JSON number); 504 naming the endpoint when the deadline passes
+first; 500 when the function is misconfigured.
 
 Only the standard library and boto3 (present in the Lambda runtime): the deployment package is this file.
 """
@@ -32,27 +35,39 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
+import math
 import os
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 MODELS = ("xgboost", "linear")
 RULES: dict[str, Callable[[float, float], float]] = {
     "max": max,
     "min": min,
-    "mean": lambda x, lin: (x + lin) / 2,
+    "mean": lambda x, lin: x / 2 + lin / 2,  # (x + lin) / 2 overflows for two finite scores near the maximum
     "xgboost": lambda x, lin: x,
     "linear": lambda x, lin: lin,
 }
-TIMEOUT_S = 65  # SageMaker gives an invocation 60 s
+DEADLINE_S = 25.0  # API Gateway ends a Lambda integration at 29 s: answer before it does
+MAX_DEADLINE_S = 29.0
 INFERENCE_ID_HEADER = "x-inference-id"
 LOCAL_INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"  # what the runtime sends the endpoint for InferenceId
-_pool = ThreadPoolExecutor(max_workers=len(MODELS))  # module level: reused across warm invocations
-_clients: dict[str | None, Any] = {}
+# Module level: reused across warm invocations. Room for calls still running past an earlier deadline (each ends
+# within its own timeouts) so that they never queue the next invocation's calls.
+_pool = ThreadPoolExecutor(max_workers=4 * len(MODELS))
+_clients: dict[tuple[str | None, float], Any] = {}
+_call = threading.local()  # the deadline of the call running on this pool thread
+
+
+class DeadlinePassed(Exception):
+    """Raised before a boto3 retry that would start after the deadline."""
 
 
 class CombinerError(Exception):
@@ -62,6 +77,21 @@ class CombinerError(Exception):
 
 
 # -- configuration ---------------------------------------------------------------------------------------
+def deadline_seconds(env: Mapping[str, str]) -> float:
+    raw = env.get("COMBINER_DEADLINE_S", "").strip()
+    if not raw:
+        return DEADLINE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < MAX_DEADLINE_S:
+        raise CombinerError(
+            500, f"configuration: COMBINER_DEADLINE_S={raw!r}; expected seconds in (0, {MAX_DEADLINE_S:g})"
+        )
+    return value
+
+
 def config(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
     endpoints = {}
     for model in MODELS:
@@ -110,21 +140,38 @@ def _wants_json(accept: str) -> bool:
 
 
 # -- calling one endpoint ------------------------------------------------------------------------------------
-def _runtime_client(endpoint_url: str | None):
-    if endpoint_url not in _clients:
+def _runtime_client(endpoint_url: str | None, deadline_s: float = DEADLINE_S):
+    key = (endpoint_url, deadline_s)
+    if key not in _clients:
         import boto3
         from botocore.config import Config
 
-        cfg = Config(read_timeout=TIMEOUT_S, connect_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-        region = None if os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") else "us-east-1"
-        _clients[endpoint_url] = boto3.client(
-            "sagemaker-runtime", endpoint_url=endpoint_url, region_name=region, config=cfg
+        # One attempt can take the whole budget; a retry that would start after the deadline is refused below.
+        cfg = Config(
+            read_timeout=deadline_s,
+            connect_timeout=min(5.0, deadline_s),
+            retries={"mode": "standard", "max_attempts": 3},
         )
-    return _clients[endpoint_url]
+        region = None if os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") else "us-east-1"
+        client = boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, region_name=region, config=cfg)
+        client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", _refuse_after_deadline)
+        _clients[key] = client
+    return _clients[key]
+
+
+def _refuse_after_deadline(**_: Any) -> None:
+    deadline = getattr(_call, "deadline", None)
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlinePassed()
+
+
+def _remaining() -> float:
+    deadline = getattr(_call, "deadline", None)
+    return DEADLINE_S if deadline is None else max(0.05, deadline - time.monotonic())
 
 
 def _invoke_sagemaker(endpoint: str, body: bytes, content_type: str, client: Any, inference_id: str | None) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
     extra = {"InferenceId": inference_id} if inference_id else {}
     try:
@@ -139,6 +186,8 @@ def _invoke_sagemaker(endpoint: str, body: bytes, content_type: str, client: Any
         if error.get("Code") == "ModelError" and status is not None:
             raise _endpoint_error(endpoint, int(status), message) from None
         raise CombinerError(502, f"endpoint {endpoint}: {error.get('Code', 'error')}: {message}") from None
+    except (DeadlinePassed, ReadTimeoutError):
+        raise _timed_out(endpoint) from None
     except BotoCoreError as e:
         raise CombinerError(502, f"endpoint {endpoint}: unreachable: {e}") from None
 
@@ -149,12 +198,26 @@ def _invoke_url(url: str, body: bytes, content_type: str, inference_id: str | No
         headers[LOCAL_INFERENCE_ID_HEADER] = inference_id
     request = urllib.request.Request(url.rstrip("/") + "/invocations", data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=_remaining()) as response:
             return response.read()
     except urllib.error.HTTPError as e:
-        raise _endpoint_error(url, e.code, e.read().decode("utf-8", "replace")) from None
+        try:
+            detail = e.read().decode("utf-8", "replace")
+        except (http.client.HTTPException, OSError):
+            detail = e.reason
+        raise _endpoint_error(url, e.code, detail) from None
+    except TimeoutError:
+        raise _timed_out(url) from None
+    except http.client.HTTPException as e:  # a truncated body, a status line that is not HTTP
+        raise CombinerError(502, f"endpoint {url}: invalid HTTP answer: {type(e).__name__}") from None
     except (urllib.error.URLError, OSError) as e:
+        if isinstance(getattr(e, "reason", None), TimeoutError):
+            raise _timed_out(url) from None
         raise CombinerError(502, f"endpoint {url}: unreachable: {getattr(e, 'reason', e)}") from None
+
+
+def _timed_out(endpoint: str) -> CombinerError:
+    return CombinerError(504, f"endpoint {endpoint}: no answer before the combiner's deadline")
 
 
 def _endpoint_error(endpoint: str, status: int, message: str) -> CombinerError:
@@ -169,19 +232,47 @@ def _is_url(endpoint: str) -> bool:
 
 
 def predict(
-    endpoint: str, body: bytes, content_type: str, client: Any = None, inference_id: str | None = None
+    endpoint: str,
+    body: bytes,
+    content_type: str,
+    client: Any = None,
+    inference_id: str | None = None,
+    deadline: float | None = None,
 ) -> list[float]:
-    """One endpoint's predictions: a local server's URL is POSTed to; a name goes through ``client``."""
-    if _is_url(endpoint):
-        answer = _invoke_url(endpoint, body, content_type, inference_id)
-    else:
-        answer = _invoke_sagemaker(endpoint, body, content_type, client, inference_id)
+    """One endpoint's predictions: a local server's URL is POSTed to; a name goes through ``client``.
+
+    ``deadline`` (time.monotonic()) bounds the socket timeouts and boto3's retries of this call.
+    """
+    _call.deadline = deadline
     try:
-        return [float(p["score"]) for p in json.loads(answer)["predictions"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CombinerError(
-            502, f"endpoint {endpoint}: unexpected answer ({type(e).__name__}): {answer[:100]!r}"
-        ) from e
+        if _is_url(endpoint):
+            answer = _invoke_url(endpoint, body, content_type, inference_id)
+        else:
+            answer = _invoke_sagemaker(endpoint, body, content_type, client, inference_id)
+    finally:
+        _call.deadline = None
+    return scores(endpoint, answer)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def scores(endpoint: str, answer: bytes) -> list[float]:
+    """The scores of ``{"predictions": [{"score": x}, ...]}``: JSON numbers only, finite (no NaN, no 1e999)."""
+    try:
+        predictions = json.loads(answer, parse_constant=_no_constant)["predictions"]
+        if not isinstance(predictions, list):
+            raise TypeError("predictions is not a list")
+        out = []
+        for i, p in enumerate(predictions):
+            v = p["score"]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
+                raise ValueError(f"record {i + 1}: score {str(v)[:20]} is not a finite number")
+            out.append(float(v))
+        return out
+    except (ValueError, KeyError, TypeError, OverflowError) as e:
+        raise CombinerError(502, f"endpoint {endpoint}: unexpected answer: {e}: {answer[:100]!r}") from None
 
 
 # -- the handler ---------------------------------------------------------------------------------------------
@@ -189,7 +280,7 @@ def _response(status: int, doc: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(doc),
+        "body": json.dumps(doc, allow_nan=False),
         "isBase64Encoded": False,
     }
 
@@ -205,19 +296,27 @@ def combine(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     if not _wants_json(headers.get("accept", "")):
         raise CombinerError(406, f"unsupported Accept {headers['accept'][:60]!r}; this API answers application/json")
     inference_id = _inference_id(event, headers)
+    budget = deadline_seconds(env)
+    deadline = time.monotonic() + budget
     client = None
     if not all(_is_url(e) for e in endpoints.values()):  # created here: creating boto3 clients isn't thread-safe
-        client = _runtime_client(env.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None)
-    futures = {m: _pool.submit(predict, endpoints[m], body, content_type, client, inference_id) for m in MODELS}
+        client = _runtime_client(env.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None, budget)
+    futures = {
+        m: _pool.submit(predict, endpoints[m], body, content_type, client, inference_id, deadline) for m in MODELS
+    }
+    wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
     errors = []
     results = {}
     for model, future in futures.items():
+        if not future.done():
+            errors.append(_timed_out(endpoints[model]))
+            continue
         try:
             results[model] = future.result()
         except CombinerError as e:
             errors.append(e)
     if errors:
-        # Both endpoints usually reject a bad request the same way: report the first; a 502 outranks a 4xx.
+        # Both endpoints usually reject a bad request the same way: report the first; a 5xx outranks a 4xx.
         raise max(errors, key=lambda e: e.status >= 500)
     xgb, lin = results["xgboost"], results["linear"]
     if len(xgb) != len(lin):
@@ -262,6 +361,7 @@ ENVIRONMENT = (  # every variable this module reads; the SAM template's wiring t
     "XGBOOST_DEPLOYMENT_PARAMETER",
     "LINEAR_DEPLOYMENT_PARAMETER",
     "COMBINE_RULE",
+    "COMBINER_DEADLINE_S",
     "SAGEMAKER_RUNTIME_ENDPOINT_URL",
 )
 DEPLOYMENT_TTL_S = 60.0

@@ -7,22 +7,29 @@ running (a crash loop would only hide the reason).
 
 from __future__ import annotations
 
+import logging
 import os
-import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from algorithms import registry
-from algorithms.base import Algorithm
+from algorithms.base import Algorithm, linked_files
 from algorithms.errors import UserError
+from algorithms.schema import FILENAME
 from serving.codecs import CSV, ENCODERS, Codecs
 from serving.records import UNKNOWN_POLICIES, RecordParser
 
+log = logging.getLogger("serving")
 DEFAULT_BASE_DIR = "/opt/ml"
-_PREDICT_LOCK = threading.Lock()
+# One prediction at a time per worker: the worker has one numeric thread, and concurrent XGBoost calls in one
+# process halved throughput (measured). A thread of its own, so that a request can stop waiting for it at its
+# deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT) while the worker's other threads stay free for /ping and parsing.
+_PREDICTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
 
 def model_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -42,11 +49,15 @@ class Served:
     def ready(self) -> bool:
         return self.algorithm is not None
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        # One prediction at a time per worker: the worker has one numeric thread, and concurrent XGBoost calls in
-        # one process halved throughput (measured); the worker's other threads stay free for /ping and parsing.
-        with _PREDICT_LOCK:
-            return self.algorithm.predict(X)  # type: ignore[union-attr]
+    def predict(self, X: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        """Predictions; TimeoutError when not done within ``timeout`` seconds (the prediction then still finishes,
+        or is dropped if it had not started)."""
+        future = _PREDICTOR.submit(self.algorithm.predict, X)  # type: ignore[union-attr]
+        try:
+            return future.result(timeout)
+        except FuturesTimeout:
+            future.cancel()
+            raise TimeoutError from None
 
 
 def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None) -> Served:
@@ -64,10 +75,16 @@ def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None) -> 
         plugin = registry.get(env.get("ALGORITHM"))
         if not directory.is_dir():
             return Served(reason=f"model directory {directory} does not exist")
+        # A link may point anywhere (/etc/passwd): read only files that stay inside the model directory.
+        inside = directory.resolve()
+        for link in linked_files(directory, [*plugin.MODEL_FILES, FILENAME]):
+            if not link.resolve().is_relative_to(inside):
+                return Served(reason=f"model file {link} is a symbolic link out of {directory}: refused")
         algorithm = plugin.load(directory, threads=threads)
         codecs = Codecs(RecordParser(algorithm.schema, unknown), default_accept)
         return Served(algorithm, codecs)
     except UserError as e:
         return Served(reason=str(e))
-    except Exception as e:  # a plug-in bug or an unreadable file: say what, in one line
-        return Served(reason=f"cannot load the model from {directory}: {type(e).__name__}: {' '.join(str(e).split())}")
+    except Exception as e:  # a plug-in bug or an unreadable file: say what, in one line, in the log only
+        log.exception("cannot load the model from %s", directory)
+        return Served(reason=f"cannot load the model from {directory}: {type(e).__name__} (details in the log)")

@@ -4,8 +4,10 @@ The rules, shared by every content type (documented in the README's serving sect
 
 - Missing values: an empty CSV cell (or whitespace only), a JSON ``null``. They become NaN, which both
   algorithms handle (XGBoost natively, the linear model by its imputation).
-- Numbers: decimal or exponent notation, surrounding whitespace ignored. ``nan``, ``inf``, values that overflow
-  a float64 (``1e999``) and ``1_000`` are rejected (400): a missing value is written as an empty cell / null.
+- Numbers: ASCII decimal or exponent notation, surrounding whitespace ignored, magnitude at most
+  ``algorithms.schema.MAX_MAGNITUDE`` (float32's largest, as in training). ``nan``, ``inf``, larger values
+  (``1e308``), non-ASCII digits (``٢٤٩٦٠``, which training refuses too) and ``1_000`` are rejected (400): a
+  missing value is written as an empty cell / null.
 - Categorical values are strings matched exactly (after trimming whitespace) against the schema's levels. An
   unknown level is a 400 naming the feature, the value and the allowed levels; with
   ``SERVING_UNKNOWN_CATEGORY=missing`` it is treated as a missing value instead (like XGBoost does for
@@ -18,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from algorithms.schema import Schema
+from algorithms.schema import MAX_MAGNITUDE, OUT_OF_RANGE, Schema
 from serving.errors import BadRequest
 
 NAN = math.nan
@@ -56,7 +58,8 @@ class RecordParser:
         if not s:
             return NAN
         try:
-            if "_" in s:  # float() accepts "1_000"; no CSV writer produces it
+            # float() accepts "1_000" and any Unicode digits; training (pandas) refuses both.
+            if "_" in s or not s.isascii():
                 raise ValueError
             value = float(s)
         except ValueError:
@@ -65,6 +68,8 @@ class RecordParser:
             raise BadRequest(
                 f"{where}: expected a finite number, received {show(text)} (send an empty value for a missing one)"
             )
+        if abs(value) > MAX_MAGNITUDE:
+            raise BadRequest(f"{where}: {OUT_OF_RANGE}, received {show(text)}")
         return value
 
     def level(self, text: str, j: int, where: str) -> float:
@@ -105,6 +110,8 @@ class RecordParser:
             number = math.inf
         if not math.isfinite(number):
             raise BadRequest(f"{where}: expected a finite number, received {show(value)}")
+        if abs(number) > MAX_MAGNITUDE:
+            raise BadRequest(f"{where}: {OUT_OF_RANGE}, received {show(value)}")
         return number
 
     # -- one record -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`python -m serving.serve`: what the images run for `serve`. gunicorn + the Flask app, for every algorithm.
+"""`python -m serving.serve`: what the images run for `serve`. gunicorn's arbiter + our worker, for every algorithm.
 
 Settings (environment):
   ALGORITHM                          which plug-in loads /opt/ml/model (xgboost | linear)
@@ -9,8 +9,13 @@ Settings (environment):
   SAGEMAKER_MAX_PAYLOAD_IN_MB        request size limit in MiB (default 6; batch transform sends up to 100)
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  format for an empty or */* Accept (default text/csv)
   SERVING_UNKNOWN_CATEGORY           error (default: 400) | missing (treat unseen levels as missing)
-  SERVING_WORKER_CLASS               gunicorn worker class (default gthread; sync and gevent also work)
+  SERVING_WORKER_CLASS               async (default): serving.front, one asyncio loop per worker, scoring off the
+                                     loop; gthread: gunicorn's threads (serving.worker, the former default); sync
+                                     and gevent: gunicorn's own, for measurements
+  SERVING_HEADER_TIMEOUT             seconds for a request's headers to arrive (default 10; async): else 408
+  SERVING_BODY_TIMEOUT               seconds for a request's body to arrive (default 60; async): else 408
   SERVING_THREADS                    threads per gthread worker (default 2)
+  SERVING_MAX_REQUESTS_PER_CONNECTION  requests before a keep-alive connection is closed (default 100)
   SERVING_ACCESS_LOG                 1 (default): one compact line per request except /ping; 0: none
 
 Each worker loads the model once when it starts (never on a request), with max(1, cpus // workers) numeric
@@ -32,6 +37,13 @@ from algorithms.errors import ConfigurationError
 
 log = logging.getLogger("serving")
 GRACEFUL_TIMEOUT = 25
+# SERVING_WORKER_CLASS -> gunicorn worker class. async: serving.front (event-driven); the others are gunicorn's.
+WORKER_CLASSES = {
+    "async": "serving.front.AsyncWorker",
+    "gthread": "serving.worker.Worker",
+    "sync": "sync",
+    "gevent": "gevent",
+}
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -61,13 +73,16 @@ class Settings:
         self.workers = _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus)
         self.timeout = _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60)
         self.max_payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6)
-        self.worker_class = env.get("SERVING_WORKER_CLASS", "gthread").strip() or "gthread"
-        if self.worker_class not in ("gthread", "sync", "gevent"):
+        self.worker_class = env.get("SERVING_WORKER_CLASS", "async").strip() or "async"
+        if self.worker_class not in WORKER_CLASSES:
             raise ConfigurationError(
                 f"environment variable SERVING_WORKER_CLASS: received {self.worker_class!r}, "
-                "expected gthread, sync or gevent"
+                f"expected one of {', '.join(WORKER_CLASSES)}"
             )
         self.threads = _int(env, "SERVING_THREADS", 2)
+        self.max_requests_per_connection = _int(env, "SERVING_MAX_REQUESTS_PER_CONNECTION", 100)
+        self.header_timeout = _int(env, "SERVING_HEADER_TIMEOUT", 10)
+        self.body_timeout = _int(env, "SERVING_BODY_TIMEOUT", 60)
         self.numeric_threads = max(1, cpus // self.workers)
         self.access_log = env.get("SERVING_ACCESS_LOG", "1").strip() not in ("0", "false", "no")
 
@@ -112,7 +127,7 @@ class Server(BaseApplication):
         options = {
             "bind": f"0.0.0.0:{s.port}",
             "workers": s.workers,
-            "worker_class": s.worker_class,
+            "worker_class": WORKER_CLASSES[s.worker_class],
             "threads": s.threads,
             "timeout": s.timeout,
             "graceful_timeout": GRACEFUL_TIMEOUT,
@@ -132,9 +147,20 @@ class Server(BaseApplication):
         # Runs in each worker right after fork, before it accepts connections.
         from serving import model
         from serving.app import create_app
+        from serving.front import AsyncWorker
+        from serving.worker import Worker
+
+        s = self.settings
+        Worker.max_requests_per_connection = AsyncWorker.max_requests_per_connection = s.max_requests_per_connection
+        AsyncWorker.header_timeout, AsyncWorker.body_timeout = s.header_timeout, s.body_timeout
 
         self.served = model.load(threads=self.settings.numeric_threads)
-        return create_app(self.served, workers=self.settings.workers, max_payload_mb=self.settings.max_payload_mb)
+        return create_app(
+            self.served,
+            workers=self.settings.workers,
+            max_payload_mb=self.settings.max_payload_mb,
+            timeout=self.settings.timeout,
+        )
 
 
 def main() -> int:

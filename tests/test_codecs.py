@@ -106,6 +106,19 @@ def test_csv_other_charset(codecs):
             " (send an empty value for a missing one)",
         ),
         ("1_000,6,4,1,0,0,Buick,sedan", "line 1, column 1 (mileage): expected a number, received '1_000'"),
+        # Training (pandas) refuses non-ASCII digits: serving must agree, not read them as 24960.
+        (
+            "\u0662\u0664\u0669\u0666\u0660,6,4,1,0,0,Buick,sedan",
+            "line 1, column 1 (mileage): expected a number, received '\u0662\u0664\u0669\u0666\u0660'",
+        ),
+        (
+            "\uff12\uff14\uff19\uff16\uff10,6,4,1,0,0,Buick,sedan",
+            "line 1, column 1 (mileage): expected a number, received '\uff12\uff14\uff19\uff16\uff10'",
+        ),
+        (
+            "24960,1e308,2,1,1,1,Pontiac,coupe",
+            "line 1, column 2 (cylinder): expected a number of magnitude at most 3.402823e+38, received '1e308'",
+        ),
         (
             "20105,6,4,1,0,0,Ford,sedan",
             "line 1, column 7 (make): unknown level 'Ford' for categorical feature 'make'; "
@@ -295,6 +308,10 @@ def test_json_many_records_in_order_and_null_is_missing(codecs):
             "instance 1, feature 2 (cylinder): expected a number or null, received [2]",
         ),
         ('[1e999,2,3,4,5,6,"Buick","sedan"]', "record 1, feature 1 (mileage): expected a finite number, received inf"),
+        (
+            '[1e308,2,3,4,5,6,"Buick","sedan"]',
+            "record 1, feature 1 (mileage): expected a number of magnitude at most 3.402823e+38, received 1e+308",
+        ),
         (
             "[" + "9" * 400 + ',2,3,4,5,6,"Buick","sedan"]',
             "record 1, feature 1 (mileage): expected a finite number, received 999999999999999999999999999999999999...",

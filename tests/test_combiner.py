@@ -4,8 +4,12 @@ against botocore's Stubber (no network)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import socket
+import threading
+import time
 
 import pytest
 from botocore.response import StreamingBody
@@ -14,6 +18,7 @@ from botocore.stub import ANY, Stubber
 from algorithms import registry
 from local_mode.capture import CaptureProxy
 from serving import combiner
+from serving.combiner import MODELS
 from serving.local import LocalServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -285,3 +290,130 @@ def test_sagemaker_runtime_gets_the_inference_id(stubbed):
     status, _ = answer(combiner.handler(rest_event("1,2", {"Content-Type": "text/csv", "X-Inference-Id": "order-7"})))
     assert status == 200
     stubbed.assert_no_pending_responses()
+
+
+# -- hostile or broken endpoints (#14 item 14) ---------------------------------------------------------------
+class RawEndpoint:
+    """A socket on 127.0.0.1 that reads one request and answers ``raw`` bytes after ``delay`` seconds, then closes."""
+
+    def __init__(self, raw: bytes, delay: float = 0.0):
+        self.raw, self.delay, self.connections = raw, delay, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            if self.stop.wait(self.delay):
+                return
+            with contextlib.suppress(OSError):
+                conn.sendall(self.raw)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def http_answer(body: bytes, length: int | None = None) -> bytes:
+    n = len(body) if length is None else length
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (n, body)
+
+
+@pytest.fixture
+def broken(env, endpoints):
+    """Point LINEAR_ENDPOINT at a RawEndpoint answering the given bytes; the xgboost endpoint stays real."""
+    made = []
+
+    def point(raw: bytes, delay: float = 0.0) -> RawEndpoint:
+        server = RawEndpoint(raw, delay)
+        made.append(server)
+        env.setenv("LINEAR_ENDPOINT", server.url)
+        return server
+
+    yield point
+    for server in made:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (http_answer(b'{"predictions": [{"score": NaN}]}'), "NaN is not a JSON number"),
+        (http_answer(b'{"predictions": [{"score": 1e999}]}'), "record 1: score inf is not a finite number"),
+        (http_answer(b'{"predictions": [{"score": -Infinity}]}'), "-Infinity is not a JSON number"),
+        (http_answer(b'{"predictions": [{"score": true}]}'), "record 1: score True is not a finite number"),
+        (http_answer(b'{"predictions": [{"score": "12"}]}'), "record 1: score 12 is not a finite number"),
+        (http_answer(b'{"predictions": [{"score": 1.0}]}', length=400), "invalid HTTP answer: IncompleteRead"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "invalid HTTP answer"),
+    ],
+)
+def test_a_broken_answer_is_502_naming_the_endpoint(broken, raw, fragment):
+    server = broken(raw)
+    response = combiner.handler(rest_event("20105,6,4,1,0,0,Buick,sedan", {"Content-Type": "text/csv"}))
+    status, doc = answer(response)
+    assert status == 502, doc
+    assert doc["message"].startswith(f"endpoint {server.url}: "), doc
+    assert fragment in doc["message"], doc
+    json.loads(response["body"], parse_constant=lambda name: pytest.fail(f"{name} in the body"))
+
+
+def test_a_slow_endpoint_is_504_at_the_deadline(broken, env):
+    server = broken(http_answer(b'{"predictions": [{"score": 1.0}]}'), delay=5)
+    env.setenv("COMBINER_DEADLINE_S", "1")
+    start = time.monotonic()
+    status, doc = answer(combiner.handler(rest_event("20105,6,4,1,0,0,Buick,sedan", {"Content-Type": "text/csv"})))
+    elapsed = time.monotonic() - start
+    assert (status, doc) == (504, {"message": f"endpoint {server.url}: no answer before the combiner's deadline"})
+    assert elapsed < 4  # generous: the deadline is 1 s, the endpoint takes 5
+
+
+def test_boto3_retries_stop_at_the_deadline(stubbed, monkeypatch):
+    """Through sagemaker-runtime: one slow attempt uses the budget; no retry starts after the deadline."""
+    server = RawEndpoint(http_answer(b'{"predictions": [{"score": 1.0}]}'), delay=5)
+    try:
+        monkeypatch.setenv("SAGEMAKER_RUNTIME_ENDPOINT_URL", server.url)
+        monkeypatch.setenv("COMBINER_DEADLINE_S", "1")
+        start = time.monotonic()
+        status, doc = answer(combiner.handler(rest_event("1", {"Content-Type": "text/csv"})))
+        elapsed = time.monotonic() - start
+        assert status == 504, doc
+        assert doc["message"] in {f"endpoint cars-{m}: no answer before the combiner's deadline" for m in MODELS}
+        assert elapsed < 4
+        time.sleep(1.5)  # let the calls' own read timeouts pass: a retry would now connect again
+        assert server.connections == 2  # one attempt per endpoint
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("value", ["0", "29", "30", "soon", "nan"])
+def test_deadline_setting_is_checked(env, value):
+    env.setenv("COMBINER_DEADLINE_S", value)
+    status, doc = answer(combiner.handler(rest_event("1", {"Content-Type": "text/csv"})))
+    assert (status, doc) == (
+        500,
+        {"message": f"configuration: COMBINER_DEADLINE_S={value!r}; expected seconds in (0, 29)"},
+    )
+
+
+def test_mean_of_two_huge_finite_scores_is_finite():
+    assert combiner.RULES["mean"](1.7e308, 1.7e308) == 1.7e308

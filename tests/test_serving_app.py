@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -252,3 +253,92 @@ def test_model_dir_follows_sagemaker_base_dir():
 
     assert str(model_dir({})) == "/opt/ml/model"
     assert str(model_dir({"SAGEMAKER_BASE_DIR": "/tmp/x/opt_ml"})) == "/tmp/x/opt_ml/model"
+
+
+# -- finite input never gives a 500 (#14 item 5) -----------------------------------------------------------
+class Overflowing:
+    def predict(self, X):
+        with np.errstate(over="ignore"):
+            return np.exp(X[:, 0])
+
+
+def test_a_prediction_that_overflows_is_400_naming_the_record():
+    client = create_app(Served(Overflowing(), served().codecs)).test_client()  # type: ignore[arg-type]
+    r = invoke(client, "1,6,4,1,0,0,Buick,sedan\n20105,6,4,1,0,0,Buick,sedan\n")
+    assert (r.status_code, r.data) == (
+        400,
+        b"record 2: the prediction is not a finite number; the record's values are out of the model's range\n",
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["linear", "xgboost"])
+def test_huge_finite_input_is_400_naming_the_field(trained, algorithm):
+    from serving import model
+
+    state = model.load({"ALGORITHM": algorithm, "SAGEMAKER_BASE_DIR": str(trained(algorithm).base_dir)})
+    client = create_app(state).test_client()
+    r = invoke(client, "24960,1e308,2,1,1,1,Pontiac,coupe")
+    assert r.status_code == 400, r.data
+    assert (
+        r.data
+        == b"line 1, column 2 (cylinder): expected a number of magnitude at most 3.402823e+38, received '1e308'\n"
+    )
+
+
+# -- links in the model directory (#14 item 12) ------------------------------------------------------------
+@pytest.mark.parametrize("name", ["xgboost-model.json", "schema.json"])
+def test_a_link_out_of_the_model_dir_is_refused_without_echoing_it(trained, tmp_path, name):
+    from serving import model
+
+    secret = tmp_path / "secret"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    model_dir = tmp_path / "opt_ml" / "model"
+    model_dir.mkdir(parents=True)
+    for f in trained("xgboost").model_dir.iterdir():
+        (model_dir / f.name).write_bytes(f.read_bytes())
+    (model_dir / name).unlink()
+    (model_dir / name).symlink_to(secret)
+    state = model.load({"ALGORITHM": "xgboost", "SAGEMAKER_BASE_DIR": str(tmp_path / "opt_ml")})
+    r = create_app(state).test_client().get("/ping")
+    assert (r.status_code, r.data) == (
+        500,
+        f"model not loaded: model file {model_dir / name} is a symbolic link out of {model_dir}: refused\n".encode(),
+    )
+
+
+def test_an_unreadable_model_file_is_never_echoed(trained, tmp_path):
+    from serving import model
+
+    model_dir = tmp_path / "opt_ml" / "model"
+    model_dir.mkdir(parents=True)
+    for f in trained("xgboost").model_dir.iterdir():
+        (model_dir / f.name).write_bytes(f.read_bytes())
+    (model_dir / "xgboost-model.json").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    state = model.load({"ALGORITHM": "xgboost", "SAGEMAKER_BASE_DIR": str(tmp_path / "opt_ml")})
+    r = create_app(state).test_client().get("/ping")
+    assert r.status_code == 500
+    assert b"x:0:0" not in r.data and b"(r vs" not in r.data, r.data
+
+
+# -- SAGEMAKER_MODEL_SERVER_TIMEOUT bounds a request (#14 item 4) --------------------------------------------
+class Slow:
+    def predict(self, X):
+        time.sleep(1.5)
+        return np.zeros(len(X))
+
+
+def test_the_timeout_bounds_a_request_and_the_worker_stays_up():
+    codecs = served().codecs
+    slow = create_app(Served(Slow(), codecs), timeout=0.2).test_client()  # type: ignore[arg-type]
+    start = time.monotonic()
+    r = invoke(slow, CSV_ROWS)
+    elapsed = time.monotonic() - start
+    assert (r.status_code, r.data) == (
+        504,
+        b"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=0.2 s; "
+        b"send fewer records per request or raise the timeout\n",
+    )
+    assert elapsed < 1.2  # answered at its deadline, not when the 1.5 s prediction ends
+    # The worker is fine: the next request is answered once the abandoned prediction is done.
+    r = invoke(create_app(served(), timeout=10).test_client(), CSV_ROWS)
+    assert (r.status_code, r.data) == (200, ENCODED["text/csv"])

@@ -4,8 +4,11 @@ trained by `python -m algorithms.train`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -31,11 +34,15 @@ def records(car_splits):
     return car_splits["test"][FEATURES].head(7).reset_index(drop=True)
 
 
-@pytest.fixture(scope="module", params=["xgboost", "linear"])
+@pytest.fixture(
+    scope="module",
+    params=[("xgboost", "async"), ("linear", "async"), ("xgboost", "gthread")],
+    ids=["xgboost", "linear", "xgboost-gthread"],
+)
 def server(request, trained):
-    algorithm = request.param
+    algorithm, front = request.param  # the default front for both models; the former one stays selectable
     result = trained(algorithm)
-    with LocalServer(algorithm, result.base_dir, workers=2) as s:
+    with LocalServer(algorithm, result.base_dir, workers=2, env={"SERVING_WORKER_CLASS": front}) as s:
         s.algorithm = algorithm
         s.model = registry.get(algorithm).load(result.model_dir, threads=1)
         yield s
@@ -269,3 +276,120 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
 def expected_for(result, records) -> list[float]:
     model = registry.get("xgboost").load(result.model_dir, threads=1)
     return model.predict(model.schema.encode(records)).tolist()
+
+
+# -- hardening (#14 items 6, 3, 2) ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+        (b"GET /ping HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70000 + b"\r\n\r\n", b"431"),
+        (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"400"),
+        (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", b"400"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"400"),
+    ],
+)
+def test_http_layer_errors_are_one_text_line(server, request_bytes, status):
+    answer = raw(server, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status), answer[:300]
+    assert b"\r\nContent-Type: text/plain; charset=utf-8" in head, head
+    assert body.endswith(b"\n") and body.count(b"\n") == 1 and b"<" not in body, body
+    assert body.startswith(status + b" "), body
+
+
+ROW = b"20105,6,4,1,0,0,Buick,sedan\n"
+REQUEST = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(ROW),
+    ROW,
+)
+
+
+@pytest.mark.parametrize("front", ["async", "gthread"])
+def test_sigterm_refuses_new_connections_at_once_and_closes_kept_alive_ones_cleanly(trained, front):
+    server = LocalServer("xgboost", trained("xgboost").base_dir, workers=2, env={"SERVING_WORKER_CLASS": front})
+    assert server.start() == 200
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as kept:
+            kept.sendall(REQUEST)
+            head, _ = read_response(kept)
+            assert b"Connection: keep-alive" in head, head
+            server.process.terminate()
+            time.sleep(0.5)
+            # A connection made now was accepted by the kernel and reset at exit: it must be refused instead.
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+            # The kept-alive connection's next request is answered, and told it is the last one.
+            kept.sendall(REQUEST)
+            head, _ = read_response(kept)
+            assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head, head
+            assert kept.recv(1) == b""  # then closed cleanly (FIN, not a reset)
+    finally:
+        assert server.stop() == 0
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children.update(int(c) for c in f.read().split())
+    return children
+
+
+def _connections(pid: int) -> int:
+    """Sockets open in a worker, besides its listening socket."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return sum(link.startswith("socket:") for link in links) - 1
+
+
+@pytest.mark.parametrize("front", ["async", "gthread"])
+def test_a_restarted_worker_gets_keep_alive_traffic_within_seconds(trained, records, front):
+    """kill -9 of a worker under keep-alive load: its replacement must take connections, not sit idle."""
+    body = records.to_csv(header=False, index=False)
+    stop = threading.Event()
+    errors = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(20000):  # bounded; stopped by the event well before
+                if stop.is_set():
+                    return
+                try:
+                    session.post(
+                        server.url + "/invocations", data=body, headers={"Content-Type": "text/csv"}, timeout=10
+                    )
+                except requests.RequestException as e:  # the killed worker's connections
+                    errors.append(e)
+
+    with LocalServer("xgboost", trained("xgboost").base_dir, workers=2, env={"SERVING_WORKER_CLASS": front}) as server:
+        workers = _children(server.process.pid)
+        assert len(workers) == 2
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1)
+            victim = min(workers)
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            new = set()
+            while not new and time.monotonic() - killed < 20:
+                time.sleep(0.05)
+                new = _children(server.process.pid) - workers
+            assert new, "no replacement worker"
+            (replacement,) = new
+            took_connections = None
+            while time.monotonic() - killed < 10:
+                if _connections(replacement) > 0:
+                    took_connections = time.monotonic() - killed
+                    break
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+    assert took_connections is not None, "the replacement worker took no connection within 10 s of the kill"
+    assert len(errors) <= 4  # at most the requests in flight on the killed worker

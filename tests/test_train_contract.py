@@ -218,6 +218,36 @@ DATA_FAILURES = {
         {"d.csv": "mileage,price\n1,2\n3,\n"},
         ["d.csv", "line 3", "column 2 (price)", "missing label"],
     ),
+    "CR-only line endings": (
+        "text/csv",
+        {},
+        {"d.csv": b"1,2,a\n3,4,b\r5,6,a\r7,8,b\r"},
+        ["d.csv", "line 2", "lone CR", "LF or CRLF"],
+    ),
+    "inf in a feature": (
+        "text/csv",
+        {},
+        {"d.csv": "1,2,a\n2,inf,b\n"},
+        ["d.csv", "line 2", "column 2", "finite", "inf"],
+    ),
+    "1e308 in a feature": (
+        "text/csv",
+        {},
+        {"d.csv": "1,2,a\n2,1e308,b\n3,4,a\n"},
+        ["d.csv", "line 2", "column 2", "1e+308", "magnitude at most 3.402823e+38"],
+    ),
+    "1e200 label": (
+        "text/csv",
+        {},
+        {"d.csv": "1,2,a\n2,3,b\n1e200,4,a\n"},
+        ["d.csv", "line 3", "column 1", "magnitude at most"],
+    ),
+    "-1e999 label in header csv": (
+        "text/csv",
+        {"target": "price"},
+        {"d.csv": "mileage,price\n1,2\n3,-1e999\n"},
+        ["d.csv", "line 3", "column 2 (price)", "finite"],
+    ),
     "unsupported content type": (
         "text/libsvm",
         {},
@@ -233,6 +263,28 @@ def test_bad_data_fails_naming_file_line_column(opt_ml, case):
     opt_ml.channel("train", files, content_type)
     opt_ml.hyperparameters(hps)
     _assert_failure(opt_ml.train("xgboost"), 1, fragments)
+
+
+@both
+def test_huge_values_fail_fast_naming_the_cell(opt_ml, car_splits, algorithm):
+    """One 1e200 cell once made the linear model run for minutes and XGBoost die with a C++ stack trace."""
+    frame = car_splits["train"].copy()
+    frame["mileage"] = frame["mileage"].astype(float)
+    frame.loc[5, "mileage"] = 1e200
+    opt_ml.channel("train", {"d.csv": om.label_first_csv(frame)})
+    opt_ml.hyperparameters(FAST[algorithm])
+    _assert_failure(opt_ml.train(algorithm, timeout=120), 1, ["d.csv", "line 6", "column 2", "magnitude at most"])
+
+
+@both
+def test_largest_allowed_values_train(opt_ml, car_splits, algorithm):
+    """At the limit (float32's largest) both algorithms still finish with a model, in bounded time."""
+    frame = car_splits["train"].copy()
+    frame["mileage"] = frame["mileage"].astype(float)
+    frame.loc[5, "mileage"] = -3.4e38
+    opt_ml.channel("train", {"d.csv": om.label_first_csv(frame)})
+    opt_ml.hyperparameters(FAST[algorithm])
+    _succeeded(opt_ml.train(algorithm, timeout=120))
 
 
 @both

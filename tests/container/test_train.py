@@ -68,3 +68,15 @@ def test_monitor_image_has_no_algorithm(images, containers, tmp_path, car_splits
     run = containers.run(images["monitor"], ["train"], volumes=training_volumes(job))
     assert run.returncode == 1, run.output
     assert "ALGORITHM" in (job.base_dir / "output" / "failure").read_text().splitlines()[0]
+
+
+def test_read_only_model_dir_fails_with_one_line_reason(images, containers, tmp_path, car_splits, car_schema):
+    """A read-only /opt/ml/model (#14 item 10) once ended as exit 2 'internal error'."""
+    job = new_job(tmp_path)
+    write_builtin_channels(job, car_splits, car_schema, channels=("train",))
+    job.hyperparameters({"num_round": "20"})
+    volumes = [*training_volumes(job), (job.base_dir / "model", "/opt/ml/model", "ro")]
+    run = containers.run(images["xgboost"], ["train"], volumes=volumes)
+    assert run.returncode == 1, run.output
+    first = (job.base_dir / "output" / "failure").read_text().splitlines()[0]
+    assert first.startswith("cannot write to /opt/ml/model: Read-only file system"), first
