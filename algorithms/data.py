@@ -207,8 +207,15 @@ def _infer_schema(parts: list[_Part]) -> Schema:
     return Schema(tuple(features), parts[0].target)
 
 
+DESCRIBE_FEATURES = 20  # a log line names at most this many features (wide data: thousands)
+
+
 def _describe(schema: Schema) -> str:
-    return ", ".join(f"{f.name}({'cat:' + str(len(f.levels)) if f.is_categorical else 'num'})" for f in schema.features)
+    names = [f"{f.name}({'cat:' + str(len(f.levels)) if f.is_categorical else 'num'})" for f in schema.features]
+    shown = ", ".join(names[:DESCRIBE_FEATURES])
+    if len(names) > DESCRIBE_FEATURES:
+        shown += f", ... and {len(names) - DESCRIBE_FEATURES} more ({len(names)} features)"
+    return shown
 
 
 # -- reading --------------------------------------------------------------------------------------------------------

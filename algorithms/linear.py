@@ -492,8 +492,14 @@ def _initial_weights(
             A, tc = A - mean_a, t - mean_t
         else:
             tc = t
-        gram = A.T @ A / len(t) + s.wd * np.eye(A.shape[1])
-        w[active] = np.linalg.lstsq(gram, A.T @ tc / len(t), rcond=None)[0]
+        n, d = A.shape
+        if d <= n:
+            gram = A.T @ A / n + s.wd * np.eye(d)
+            w[active] = np.linalg.lstsq(gram, A.T @ tc / n, rcond=None)[0]
+        else:  # wide data: the same solution from the n x n system, O(n^2 d) instead of O(d^3)
+            # (A'A/n + wd I)^-1 A' = A' (AA'/n + wd I)^-1; with wd = 0 both give the minimum-norm solution
+            kernel = A @ A.T / n + s.wd * np.eye(n)
+            w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
     w = np.where(active, w, 0.0)
     b = float(np.mean(t - Z @ w)) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b
