@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 
+from algorithms.distributed import SINGLE, Collective
 from algorithms.hyperparameters import HyperparameterSpec
 from algorithms.schema import Schema
 
@@ -50,6 +51,8 @@ class TrainingContext:
     num_cpus: int = 1
     hosts: tuple[str, ...] = ("algo-1",)
     current_host: str = "algo-1"
+    # The hosts training together (algorithms.distributed): sums of arrays over hosts. One host: the identity.
+    collective: Collective = SINGLE
 
 
 class Algorithm(ABC):

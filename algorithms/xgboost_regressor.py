@@ -30,7 +30,7 @@ from algorithms import xgboost_predict
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
 from algorithms.errors import UserError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
-from algorithms.metrics import r2_from_mse
+from algorithms.metrics import r2_from_mse, variance_across
 from algorithms.schema import Schema
 
 logger = logging.getLogger(__name__)
@@ -141,13 +141,21 @@ class XGBoostRegressor(Algorithm):
         evals = [(dtrain, "train")]
         if validation is not None:
             evals.append((self._dmatrix(validation, nthread, ref=dtrain), "validation"))
-        variances = {"train": float(np.var(train.y))}
+        comm = context.collective  # several hosts: xgb.train runs inside its communicator, metrics are global
+        variances = {"train": variance_across(train.y, comm)}
         if validation is not None:
-            variances["validation"] = float(np.var(validation.y))
+            variances["validation"] = variance_across(validation.y, comm)
 
         patience = params["early_stopping_rounds"] if validation is not None else 0
         checkpoints = Checkpoints(context.checkpoint_dir, params["checkpoint_frequency"], self.schema)
         start = checkpoints.resume() if context.checkpoint_dir is not None else None
+        if comm.distributed:
+            # Every host restores its own checkpoint directory; resume only when they all hold the same round.
+            rounds = start.num_boosted_rounds() if start is not None else -1
+            low, high = comm.allreduce([rounds], "min")[0], comm.allreduce([rounds], "max")[0]
+            if low != high:
+                logger.warning("hosts hold checkpoints of rounds %d to %d: starting afresh", low, high)
+                start = None
         done = start.num_boosted_rounds() if start is not None else 0
         monitor = _Monitor(log, variances, params["eval_metric"], patience, checkpoints, start)
         remaining = max(params["num_round"] - done, 0)
