@@ -102,6 +102,11 @@ class Collective:
             arr = arr.astype(np.float64, copy=False)
         return self._reduce(np.ascontiguousarray(arr), op).reshape(arr.shape)
 
+    def dot(self, A: np.ndarray, B: np.ndarray, rows: int) -> np.ndarray:
+        """A'B summed over the rows of every host (``rows`` in all), bit for bit the same however the rows are
+        ordered or split among hosts (see :class:`ExactProducts`)."""
+        return ExactProducts(self, A, rows).tdot(B)
+
     def counts(self, n: int) -> np.ndarray:
         """Every host's ``n``, in rank order."""
         mine = np.zeros(self.world_size, dtype=np.int64)
@@ -133,6 +138,58 @@ class Collective:
 
 
 SINGLE = Collective()
+
+
+class ExactProducts:
+    """A matrix A prepared for exact, order-independent sums of products A[rows]'B over every host.
+
+    Float sums depend on their order, and Adam near an optimum amplifies that last-bit noise into visibly
+    different models. So each column is written as two integers on a power-of-two grid set by the column's
+    largest magnitude over all hosts (38 significant bits for up to 2^24 rows), and their products are summed
+    exactly: by BLAS in chunks small enough that every partial sum is an integer below 2^53, then in int64.
+    """
+
+    def __init__(self, comm: Collective, A: np.ndarray, rows: int):
+        self.comm = comm
+        self.A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
+        self.bits = min(19, (62 - max(int(rows), 1).bit_length()) // 2)  # int64 sums cannot overflow
+        self.chunk = 1 << (53 - 2 * self.bits)
+        self.exponent = self._exponents(self.A)
+        self.high, self.low = (None, None) if self.exponent is None else _split(self.A, self.exponent, self.bits)
+
+    def _exponents(self, M: np.ndarray) -> np.ndarray | None:
+        top = self.comm.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
+        if not np.isfinite(top).all():
+            return None
+        return np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits  # |column| < 2^(exponent + bits)
+
+    def tdot(self, B: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """A[index]'B over every host; B holds the rows of A[index] (all of A without index)."""
+        B = np.asarray(B, dtype=np.float64).reshape(len(B), -1)
+        eb = self._exponents(B)
+        if self.exponent is None or eb is None:  # not finite (diverged): the caller reports it
+            return self.comm.allreduce((self.A if index is None else self.A[index]).T @ B)
+        ha, la = (self.high, self.low) if index is None else (self.high[index], self.low[index])
+        hb, lb = _split(B, eb, self.bits)
+        total = np.zeros((3, ha.shape[1], hb.shape[1]), dtype=np.int64)
+        for start in range(0, len(B), self.chunk):
+            r = slice(start, start + self.chunk)
+            total[0] += (ha[r].T @ hb[r]).astype(np.int64)
+            total[1] += (ha[r].T @ lb[r] + la[r].T @ hb[r]).astype(np.int64)
+            total[2] += (la[r].T @ lb[r]).astype(np.int64)
+        total = self.comm.allreduce(total)
+        scale = 2.0**-self.bits
+        exact = total[0] + total[1].astype(np.float64) * scale + total[2].astype(np.float64) * scale * scale
+        return exact * np.ldexp(1.0, self.exponent[:, None] + eb[None, :])
+
+
+def _split(A: np.ndarray, exponent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integers (as floats) H, L with A ~ (H + L 2^-bits) 2^exponent per column, |H|, |L| <= 2^bits."""
+    # Multiplying by a power of two is exact (ldexp is much slower).
+    down, up = np.ldexp(1.0, -exponent), np.ldexp(1.0, exponent)
+    high = np.rint(A * down)
+    low = np.rint((A - high * up) * (down * 2.0**bits))  # the remainder is exact
+    return high, low
 
 
 class XGBoostCollective(Collective):

@@ -127,6 +127,18 @@ def test_row_slices_cover_every_row_once_in_order(n, world):
     assert rows == list(range(n))
 
 
+def test_exact_products_do_not_depend_on_row_order():
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(5000, 6)) * np.array([1e-6, 1e-3, 1, 1e3, 1e6, 1])
+    B = rng.normal(size=(5000, 2))
+    exact = distributed.SINGLE.dot(A, B, len(A))
+    perm = rng.permutation(len(A))
+    assert np.array_equal(distributed.SINGLE.dot(A[perm], B[perm], len(A)), exact)
+    # Accurate to 2^-38 of the largest possible sum of each column pair.
+    bound = np.abs(A).max(axis=0)[:, None] * np.abs(B).max(axis=0)[None, :] * len(A)
+    assert (np.abs(exact - A.T @ B) <= bound * 2.0**-36).all()
+
+
 class _Gathered(distributed.Collective):
     """A stand-in for several hosts: gather_json returns the given documents."""
 
@@ -174,7 +186,7 @@ def _single(base: Path, splits, algorithm, hp, schema=None) -> om.TrainResult:
     return result
 
 
-@pytest.mark.parametrize("algorithm", ["xgboost"])
+@pytest.mark.parametrize("algorithm", ["xgboost", "linear"])
 def test_fully_replicated_two_hosts_train_the_single_host_model(tmp_path, car_splits, algorithm):
     jobs = host_jobs(tmp_path)
     for job in jobs:
@@ -208,6 +220,21 @@ def _sharded(jobs, car_splits, channels=("train", "validation", "test")):
         half = len(frame) // 2
         for job, part in zip(jobs, (frame.iloc[:half], frame.iloc[half:]), strict=False):
             job.channel(name, {f"part-{name}.csv": om.label_first_csv(part)}, distribution="ShardedByS3Key")
+
+
+def test_sharded_linear_two_hosts_equal_one_host_on_the_concatenated_files(tmp_path, car_splits):
+    """Sampled scaler (num_point_for_scaler < rows), several mini-batches per epoch, Adam: still the same model."""
+    hp = {"epochs": 4, "num_point_for_scaler": 300, "mini_batch_size": 64}
+    jobs = host_jobs(tmp_path)
+    _sharded(jobs, car_splits)
+    for job in jobs:
+        job.hyperparameters(hp)
+    first, second = run_cluster(jobs, "linear")
+    assert first.returncode == 0, first.output
+    assert second.returncode == 0, second.output
+    single = _single(tmp_path, car_splits, "linear", hp)
+    np.testing.assert_allclose(linear_model(first), linear_model(single), rtol=1e-6, atol=0)
+    assert final_metrics(first.output) == pytest.approx(final_metrics(single.output), rel=1e-6)
 
 
 def test_sharded_xgboost_merges_categories_and_a_host_without_data_leaves(tmp_path, car_splits):

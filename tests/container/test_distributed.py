@@ -76,7 +76,7 @@ def single_host(tmp_path, car_splits, algorithm) -> om.TrainResult:
     return result
 
 
-@pytest.mark.parametrize("algorithm", ["xgboost"])
+@pytest.mark.parametrize("algorithm", ["xgboost", "linear"])
 def test_two_containers_train_the_single_host_model(images, containers, network, tmp_path, car_splits, algorithm):
     jobs = host_jobs(tmp_path)
     for job in jobs:
