@@ -75,6 +75,11 @@ class Algorithm(ABC):
     ) -> Self:
         """Train; report metrics through ``log`` (per iteration where the algorithm iterates)."""
 
+    def fitted_predictions(self) -> Mapping[str, np.ndarray]:
+        """Predictions of the final model on the channels it was fitted with (split -> array), where the
+        algorithm has them for free; the training entry point predicts the rest."""
+        return {}
+
     @abstractmethod
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions (float64, shape (n,)) for a schema-encoded matrix."""

@@ -252,8 +252,10 @@ def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.
     # Final metrics of the model that is saved, on every channel (over every host's rows); the last values
     # SageMaker records.
     final, predictions = {}, {}
+    fitted = model.fitted_predictions()
     for name, ds in datasets.items():
-        predictions[name] = model.predict(ds.X)
+        cached = fitted.get(name)
+        predictions[name] = cached if cached is not None and len(cached) == len(ds) else model.predict(ds.X)
         final[name] = metrics.regression_metrics_across(ds.y, predictions[name], comm)
         metric_log(name, final[name])
 
