@@ -153,15 +153,43 @@ class ExactProducts:
         self.comm = comm
         self.A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
         self.bits = min(19, (62 - max(int(rows), 1).bit_length()) // 2)  # int64 sums cannot overflow
-        self.chunk = 1 << (53 - 2 * self.bits)
+        self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
         self.exponent = self._exponents(self.A)
-        self.high, self.low = (None, None) if self.exponent is None else _split(self.A, self.exponent, self.bits)
+        self.high = self.low = None
+        if self.exponent is not None:
+            # float32 holds these integers (|x| <= 2^19) exactly, in half the memory; split in chunks for the same
+            # reason.
+            self.high = np.empty(self.A.shape, dtype=np.float32)
+            self.low = np.empty(self.A.shape, dtype=np.float32)
+            for start in range(0, len(self.A), 1 << 16):
+                r = slice(start, start + (1 << 16))
+                self.high[r], self.low[r] = _split(self.A[r], self.exponent, self.bits)
 
     def _exponents(self, M: np.ndarray) -> np.ndarray | None:
         top = self.comm.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
         if not np.isfinite(top).all():
             return None
         return np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits  # |column| < 2^(exponent + bits)
+
+    def gram(self) -> np.ndarray:
+        """A'A over every host (exact as tdot, without splitting A a second time)."""
+        if self.exponent is None:
+            return self.comm.allreduce(self.A.T @ self.A)
+        p = self.A.shape[1]
+        total = np.zeros((3, p, p), dtype=np.int64)
+        for start in range(0, len(self.A), self.chunk):
+            r = slice(start, start + self.chunk)
+            h, lo = self.high[r].astype(np.float64), self.low[r].astype(np.float64)
+            cross = (h.T @ lo).astype(np.int64)
+            total[0] += (h.T @ h).astype(np.int64)
+            total[1] += cross + cross.T
+            total[2] += (lo.T @ lo).astype(np.int64)
+        return self._combine(self.comm.allreduce(total), self.exponent)
+
+    def _combine(self, total: np.ndarray, eb: np.ndarray) -> np.ndarray:
+        scale = 2.0**-self.bits
+        exact = total[0] + total[1].astype(np.float64) * scale + total[2].astype(np.float64) * scale * scale
+        return exact * np.ldexp(1.0, self.exponent[:, None] + eb[None, :])
 
     def tdot(self, B: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
         """A[index]'B over every host; B holds the rows of A[index] (all of A without index)."""
@@ -174,13 +202,11 @@ class ExactProducts:
         total = np.zeros((3, ha.shape[1], hb.shape[1]), dtype=np.int64)
         for start in range(0, len(B), self.chunk):
             r = slice(start, start + self.chunk)
-            total[0] += (ha[r].T @ hb[r]).astype(np.int64)
-            total[1] += (ha[r].T @ lb[r] + la[r].T @ hb[r]).astype(np.int64)
-            total[2] += (la[r].T @ lb[r]).astype(np.int64)
-        total = self.comm.allreduce(total)
-        scale = 2.0**-self.bits
-        exact = total[0] + total[1].astype(np.float64) * scale + total[2].astype(np.float64) * scale * scale
-        return exact * np.ldexp(1.0, self.exponent[:, None] + eb[None, :])
+            h, lo = ha[r].astype(np.float64), la[r].astype(np.float64)  # float64 sums of integers < 2^53: exact
+            total[0] += (h.T @ hb[r]).astype(np.int64)
+            total[1] += (h.T @ lb[r] + lo.T @ hb[r]).astype(np.int64)
+            total[2] += (lo.T @ lb[r]).astype(np.int64)
+        return self._combine(self.comm.allreduce(total), eb)
 
 
 def _split(A: np.ndarray, exponent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:

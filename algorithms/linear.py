@@ -326,16 +326,20 @@ class LinearRegressor(Algorithm):
         k = int(numeric.sum())
         impute = np.zeros(len(columns))
         impute[numeric] = np.divide(sums[:k], sums[k:], out=np.zeros(k), where=sums[k:] > 0)
-        Z = _design(X, columns, impute)
         center, scale = _scaler(_design(Xs, columns, impute), s.use_bias, s.normalize_data, comm)
         y_center, y_scale = _scaler(ys[:, None], s.use_bias, s.normalize_label, comm)
-        Z = (Z - center) / scale
+        # The scaled design with a column of ones beside it (the bias's gradient), without a second copy.
+        p = len(columns)
+        Z1 = np.empty((n_local, p + 1))
+        np.subtract(_design(X, columns, impute), center, out=Z1[:, :p])
+        Z1[:, :p] /= scale
+        Z1[:, p] = 1.0
+        Z = Z1[:, :p]
         t = (y - y_center[0]) / y_scale[0]
 
         # A column constant over the training data carries no information (a level never seen, a constant
         # numeric): its weight stays 0 so that it cannot pick up an arbitrary value. Without a bias a nonzero
         # constant column is the intercept, so it is kept.
-        p = len(columns)
         high = comm.allreduce(Z.max(axis=0) if n_local else np.full(p, -np.inf), "max")
         low = comm.allreduce(Z.min(axis=0) if n_local else np.full(p, np.inf), "min")
         first = comm.allreduce(Z[0] if offset == 0 and n_local else np.zeros(p))  # global row 0
@@ -351,7 +355,7 @@ class LinearRegressor(Algorithm):
             val = ((_design(Xv, columns, impute) - center) / scale, yv, (yv - y_center[0]) / y_scale[0])
 
         w, b = _initial_weights(Z, t, active, s, rng, comm, n)
-        trainer = _Trainer(s, active, ExactProducts(comm, np.hstack([Z, np.ones((n_local, 1))]), n))
+        trainer = _Trainer(s, active, ExactProducts(comm, Z1, n))
 
         def evaluate(epoch: int) -> float:
             pt = Z @ w + b
@@ -539,11 +543,10 @@ def _initial_weights(
             A, tc = A - means[:-1], t - means[-1]
         else:
             tc = t
-        q = A.shape[1]
-        # Sufficient statistics A'A and A't, summed over hosts in one exact product.
-        stats = comm.dot(A, np.hstack([A, tc[:, None]]), n) / n
-        gram = stats[:, :q] + s.wd * np.eye(q)
-        w[active] = np.linalg.lstsq(gram, stats[:, q], rcond=None)[0]
+        # Sufficient statistics A'A and A't, exact sums over every host.
+        exact = ExactProducts(comm, A, n)
+        gram = exact.gram() / n + s.wd * np.eye(A.shape[1])
+        w[active] = np.linalg.lstsq(gram, exact.tdot(tc[:, None])[:, 0] / n, rcond=None)[0]
     w = np.where(active, w, 0.0)
     b = float(_column_sums((t - Z @ w)[:, None], comm, n)[0] / n) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b
