@@ -264,18 +264,21 @@ def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.
         y, p = comm.gather(datasets[split].y), comm.gather(predictions[split])
     elif split is not None:
         y, p = datasets[split].y, predictions[split]
-    if not comm.is_master:
+    if comm.is_master:
+        save_model(model, plugin, job, schema, {**common, **params}, final)
+        if split is None:
+            log.info("no test or validation channel: no %s", EVALUATION_FILE)
+        else:
+            job.output_data_dir.mkdir(parents=True, exist_ok=True)
+            report = metrics.evaluation(y, p)
+            path = job.output_data_dir / EVALUATION_FILE
+            path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+            log.info("wrote %s (channel %s, %d rows)", path, split, len(y))
+    else:
         log.info("host %s: the first host (%s) writes the model and the evaluation", job.current_host, comm.hosts[0])
-        return
-    save_model(model, plugin, job, schema, {**common, **params}, final)
-    if split is None:
-        log.info("no test or validation channel: no %s", EVALUATION_FILE)
-        return
-    job.output_data_dir.mkdir(parents=True, exist_ok=True)
-    report = metrics.evaluation(y, p)
-    path = job.output_data_dir / EVALUATION_FILE
-    path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    log.info("wrote %s (channel %s, %d rows)", path, split, len(y))
+    # The other hosts exit only once the first has written everything: SageMaker local mode (docker-compose
+    # --abort-on-container-exit) stops every container when the first one exits.
+    comm.allreduce([0])
 
 
 def save_model(model, plugin, job: JobConfig, schema, hyperparameters: dict, final: dict) -> None:
