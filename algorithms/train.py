@@ -43,6 +43,7 @@ IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 COMMON_HYPERPARAMETERS = (
     Hyperparameter("target", str, None, description="label column name in CSV with a header or parquet"),
 )
+INPUT_MODES = ("File", "FastFile")
 FULLY_REPLICATED = "FullyReplicated"
 SHARDED = "ShardedByS3Key"
 LIBRARIES = ("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost", "sagemaker-training")
@@ -108,6 +109,14 @@ def load_config(algorithm: str | None) -> JobConfig:
         raise ConfigurationError(
             f"file {config_dir / environment.RESOURCE_CONFIG_FILE}: expected an object with current_host and hosts"
         )
+    for name, cfg in input_data.items():
+        mode = (cfg or {}).get("TrainingInputMode") or "File"
+        # FastFile mounts the same files lazily under the same path, so it reads as File; Pipe streams through
+        # FIFOs (<channel>_<epoch>), which the readers do not take.
+        if mode not in INPUT_MODES:
+            raise ConfigurationError(
+                f"channel '{name}': TrainingInputMode {mode!r} is not supported; use File or FastFile"
+            )
     # SageMaker writes strings; a hand-written file may hold numbers or booleans: keep the text a person meant.
     hyperparameters = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hp_raw.items()}
     # Pass our own reads in: Environment would otherwise json-decode every hyperparameter ("1e3" -> 1000.0).
