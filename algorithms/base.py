@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 
+from algorithms.distributed import SINGLE, Collective
 from algorithms.hyperparameters import HyperparameterSpec
 from algorithms.schema import Schema
 
@@ -60,6 +61,8 @@ class TrainingContext:
     num_cpus: int = 1
     hosts: tuple[str, ...] = ("algo-1",)
     current_host: str = "algo-1"
+    # The hosts training together (algorithms.distributed): sums of arrays over hosts. One host: the identity.
+    collective: Collective = SINGLE
 
 
 class Algorithm(ABC):
@@ -81,6 +84,11 @@ class Algorithm(ABC):
         context: TrainingContext = TrainingContext(),
     ) -> Self:
         """Train; report metrics through ``log`` (per iteration where the algorithm iterates)."""
+
+    def fitted_predictions(self) -> Mapping[str, np.ndarray]:
+        """Predictions of the final model on the channels it was fitted with (split -> array), where the
+        algorithm has them for free; the training entry point predicts the rest."""
+        return {}
 
     @abstractmethod
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +133,19 @@ def data_files(directory: Path) -> list[Path]:
     return files
 
 
-def read_channels(channels: Mapping[str, Channel], *, target: str | None = None) -> tuple[dict[str, Dataset], Schema]:
-    """Read train (required), validation and test into Datasets encoded with one schema."""
+def read_channels(
+    channels: Mapping[str, Channel],
+    *,
+    target: str | None = None,
+    schema: Schema | None = None,
+    settle_schema: Callable[[Schema], Schema] | None = None,
+) -> tuple[dict[str, Dataset], Schema]:
+    """Read train (required), validation and test into Datasets encoded with one schema.
+
+    ``schema`` (decided by the caller, e.g. agreed across hosts) replaces the channels' schema.json files;
+    ``settle_schema`` maps the schema inferred from this host's train data to the one to encode with (hosts of
+    a multi-host job merge their inferences there).
+    """
     if "train" not in channels:
         configured = ", ".join(sorted(channels)) or "none"
         raise DataError(f"missing required channel 'train' (channels configured: {configured})")
@@ -146,11 +157,14 @@ def read_channels(channels: Mapping[str, Channel], *, target: str | None = None)
         if not channels[name].path.is_dir():
             raise DataError(f"channel '{name}': directory {channels[name].path} does not exist")
 
-    schema = _given_schema({n: channels[n] for n in present}, target)
+    if schema is None:
+        schema = given_schema({n: channels[n] for n in present}, target)
     raw_train = _read_parts(channels["train"], schema, target)
     if schema is None:
         schema = _infer_schema(raw_train)
         log.info("no schema.json in the channels: inferred from train: %s", _describe(schema))
+        if settle_schema is not None:
+            schema = settle_schema(schema)
     datasets = {"train": _encode("train", raw_train, schema)}
     for name in present[1:]:
         datasets[name] = _encode(name, _read_parts(channels[name], schema, target), schema)
@@ -160,7 +174,8 @@ def read_channels(channels: Mapping[str, Channel], *, target: str | None = None)
 
 
 # -- schema ---------------------------------------------------------------------------------------------------------
-def _given_schema(channels: Mapping[str, Channel], target: str | None) -> Schema | None:
+def given_schema(channels: Mapping[str, Channel], target: str | None) -> Schema | None:
+    """The schema.json of the channels (all that have one must agree), or None."""
     found: dict[str, Schema] = {}
     for name, ch in channels.items():
         path = ch.path / schema_mod.FILENAME

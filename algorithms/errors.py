@@ -62,3 +62,10 @@ class DataError(UserError):
 
 class SchemaError(DataError):
     """schema.json is malformed or does not match the data."""
+
+
+class ClusterError(UserError):
+    """Another host of a multi-host job failed, hung or never appeared; the job cannot go on on this host.
+
+    Not the user's input, but not our bug either: exit code 1, with the reason first in the failure file.
+    """

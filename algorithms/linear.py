@@ -14,6 +14,11 @@ Training, in the Linear Learner way:
   validation channel (on the training data when there is none, as LL does) and the best epoch's weights
   are kept. Iteration 0 is the initial weights.
 
+Several hosts (algorithms.distributed) fit the same model as one host on all their rows: every statistic (imputation
+means, scaler, ridge sufficient statistics, each mini-batch gradient, the monitored loss) is a sum over all hosts'
+rows, computed exactly (Collective.dot) so that neither the split of rows among hosts nor their order changes a
+bit; row i of rank r is global row offset_r + i for the scaler sample and the epoch permutations.
+
 The model file ``linear-model.json`` is a plain JSON document whose coefficients are in the original feature
 units, so a prediction is ``intercept + sum(coefficient * column)``; the scaler is recorded for information.
 """
@@ -30,16 +35,17 @@ from typing import Any, Self
 import numpy as np
 
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
+from algorithms.distributed import SINGLE, Collective, ExactProducts
 from algorithms.errors import DataError, HyperparameterError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
-from algorithms.metrics import regression_metrics
+from algorithms.metrics import regression_metrics_across
 from algorithms.schema import FILENAME as SCHEMA_FILE
 from algorithms.schema import Schema
 
 MODEL_FILE = "linear-model.json"
 FORMAT = "sagemaker-byoc-linear-regressor"
 FORMAT_VERSION = 1
-_NO_CONTEXT = TrainingContext()  # the linear model uses none of it
+_NO_CONTEXT = TrainingContext()  # one host
 _SEED = 0  # LL has no seed hyperparameter; a fixed one makes every run reproducible
 
 
@@ -249,13 +255,13 @@ def _check_matrix(X: np.ndarray, schema: Schema, what: str) -> np.ndarray:
 # -- losses and metrics ------------------------------------------------------------------------------------
 
 
-def _loss(r: np.ndarray, kind: str, delta: float) -> float:
+def _row_loss(r: np.ndarray, kind: str, delta: float) -> np.ndarray:
     if kind == "squared_loss":
-        return float(0.5 * np.mean(r * r))
+        return 0.5 * r * r
     if kind == "absolute_loss":
-        return float(np.mean(np.abs(r)))
+        return np.abs(r)
     a = np.abs(r)
-    return float(np.mean(np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))))
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 def _loss_grad(r: np.ndarray, kind: str, delta: float) -> np.ndarray:
@@ -291,55 +297,74 @@ class LinearRegressor(Algorithm):
         context: TrainingContext = _NO_CONTEXT,
     ) -> Self:
         s = _Settings.resolve(self.params, self.schema)
+        comm = context.collective
         X = _check_matrix(train.X, self.schema, f"channel {train.name}")
         y = np.asarray(train.y, dtype=np.float64)
-        if len(y) == 0:
-            raise DataError(f"channel {train.name}: no rows to train on")
         if not np.isfinite(y).all():
             raise DataError(f"channel {train.name}: the label has missing or non-finite values")
+        # Several hosts: every statistic below is a sum over all hosts' rows (comm.allreduce), row i of host r
+        # being global row offset+i, so N hosts fit the model one host fits on the rows concatenated in rank order.
+        n_local = len(y)
+        counts = comm.counts(n_local)
+        n, offset = int(counts.sum()), int(counts[: comm.rank].sum())
+        if n == 0:
+            raise DataError(f"channel {train.name}: no rows to train on")
         columns = _columns(self.schema)
-        rng = np.random.default_rng(_SEED)
+        rng = np.random.default_rng(_SEED)  # the same draws on every host
 
         # Scaler and imputation means from at most num_point_for_scaler rows, as LL does.
-        n = len(y)
-        sample = np.sort(rng.choice(n, s.num_point_for_scaler, replace=False)) if n > s.num_point_for_scaler else None
+        sample = None
+        if n > s.num_point_for_scaler:
+            sample = _local_rows(np.sort(rng.choice(n, s.num_point_for_scaler, replace=False)), offset, n_local)
         Xs, ys = (X, y) if sample is None else (X[sample], y[sample])
+        numeric = np.array([level is None for _, level in columns])
+        feature_of = np.array([j for j, _ in columns], dtype=np.intp)
+        observed = ~np.isnan(Xs[:, feature_of[numeric]])
+        n_sample = min(n, s.num_point_for_scaler)
+        values = np.where(observed, Xs[:, feature_of[numeric]], 0.0)
+        sums = _column_sums(np.hstack([values, observed]), comm, n_sample)
+        k = int(numeric.sum())
         impute = np.zeros(len(columns))
-        for k, (j, level) in enumerate(columns):
-            if level is None:
-                observed = Xs[:, j][~np.isnan(Xs[:, j])]
-                impute[k] = observed.mean() if observed.size else 0.0
-        Z = _design(X, columns, impute)
-        center, scale = _scaler(_design(Xs, columns, impute), s.use_bias, s.normalize_data)
-        y_center, y_scale = _scaler(ys[:, None], s.use_bias, s.normalize_label)
-        Z = (Z - center) / scale
+        impute[numeric] = np.divide(sums[:k], sums[k:], out=np.zeros(k), where=sums[k:] > 0)
+        center, scale = _scaler(_design(Xs, columns, impute), s.use_bias, s.normalize_data, comm)
+        y_center, y_scale = _scaler(ys[:, None], s.use_bias, s.normalize_label, comm)
+        # The scaled design with a column of ones beside it (the bias's gradient), without a second copy.
+        p = len(columns)
+        Z1 = np.empty((n_local, p + 1))
+        np.subtract(_design(X, columns, impute), center, out=Z1[:, :p])
+        Z1[:, :p] /= scale
+        Z1[:, p] = 1.0
+        Z = Z1[:, :p]
         t = (y - y_center[0]) / y_scale[0]
 
         # A column constant over the training data carries no information (a level never seen, a constant
         # numeric): its weight stays 0 so that it cannot pick up an arbitrary value. Without a bias a nonzero
         # constant column is the intercept, so it is kept.
-        spread = np.ptp(Z, axis=0) if n else np.zeros(len(columns))
-        active = (spread > 0) | ((not s.use_bias) & (np.abs(Z[0]) > 0))
+        high = comm.allreduce(Z.max(axis=0) if n_local else np.full(p, -np.inf), "max")
+        low = comm.allreduce(Z.min(axis=0) if n_local else np.full(p, np.inf), "min")
+        first = comm.allreduce(Z[0] if offset == 0 and n_local else np.zeros(p))  # global row 0
+        active = (high - low > 0) | ((not s.use_bias) & (np.abs(first) > 0))
 
         val = None
-        if validation is not None and len(validation):
+        n_val = int(comm.allreduce([len(validation) if validation is not None else 0])[0])
+        if validation is not None and n_val:
             Xv = _check_matrix(validation.X, self.schema, f"channel {validation.name}")
             yv = np.asarray(validation.y, dtype=np.float64)
             if not np.isfinite(yv).all():
                 raise DataError(f"channel {validation.name}: the label has missing or non-finite values")
             val = ((_design(Xv, columns, impute) - center) / scale, yv, (yv - y_center[0]) / y_scale[0])
 
-        w, b = _initial_weights(Z, t, active, s, rng)
-        trainer = _Trainer(s, active)
+        w, b = _initial_weights(Z, t, active, s, rng, comm, n)
+        trainer = _Trainer(s, active, ExactProducts(comm, Z1, n))
 
         def evaluate(epoch: int) -> float:
             pt = Z @ w + b
-            log("train", regression_metrics(y, y_center[0] + y_scale[0] * pt), iteration=epoch)
+            log("train", regression_metrics_across(y, y_center[0] + y_scale[0] * pt, comm), iteration=epoch)
             if val is None:
-                return _loss(pt - t, s.loss, s.huber_delta)
+                return _mean_loss(pt - t, s, comm, n)
             pv = val[0] @ w + b
-            log("validation", regression_metrics(val[1], y_center[0] + y_scale[0] * pv), iteration=epoch)
-            return _loss(pv - val[2], s.loss, s.huber_delta)
+            log("validation", regression_metrics_across(val[1], y_center[0] + y_scale[0] * pv, comm), iteration=epoch)
+            return _mean_loss(pv - val[2], s, comm, n_val)
 
         # The initial weights compete with the epochs only when they already minimise the training objective
         # (ridge start, squared loss, no L1); otherwise returning them would ignore the loss or l1 asked for.
@@ -351,7 +376,10 @@ class LinearRegressor(Algorithm):
                 order = rng.permutation(n)
                 for start in range(0, n, s.mini_batch_size):
                     idx = order[start : start + s.mini_batch_size]
-                    w, b = trainer.step(Z[idx], t[idx], w, b)
+                    size = len(idx)
+                    if comm.distributed:
+                        idx = _local_rows(idx, offset, n_local)
+                    w, b = trainer.step(idx, Z[idx], t[idx], w, b, size)
                 monitored = evaluate(epoch) if np.isfinite(w).all() and math.isfinite(b) else math.inf
                 if not math.isfinite(monitored):
                     raise HyperparameterError(
@@ -463,21 +491,45 @@ class LinearRegressor(Algorithm):
 # -- training helpers --------------------------------------------------------------------------------------
 
 
-def _scaler(Z: np.ndarray, centre: bool, normalise: bool) -> tuple[np.ndarray, np.ndarray]:
+def _local_rows(global_rows: np.ndarray, offset: int, n_local: int) -> np.ndarray:
+    """The global row numbers that are this host's (rows offset .. offset+n_local-1), as local indices."""
+    mine = (global_rows >= offset) & (global_rows < offset + n_local)
+    return global_rows[mine] - offset
+
+
+def _scaler(Z: np.ndarray, centre: bool, normalise: bool, comm: Collective = SINGLE) -> tuple[np.ndarray, np.ndarray]:
     """Per-column centre and scale. Without centring, scale to unit root-mean-square instead of unit deviation."""
-    center = Z.mean(axis=0) if centre else np.zeros(Z.shape[1])
+    p = Z.shape[1]
+    n = int(comm.allreduce([len(Z)])[0])
+    center = _column_sums(Z, comm, n) / n if centre else np.zeros(p)
     if normalise:
-        scale = np.sqrt(np.mean((Z - center) ** 2, axis=0))
+        scale = np.sqrt(_column_sums((Z - center) ** 2, comm, n) / n)
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     else:
-        scale = np.ones(Z.shape[1])
+        scale = np.ones(p)
     return center, scale
 
 
+def _column_sums(M: np.ndarray, comm: Collective, rows: int) -> np.ndarray:
+    """Column sums over every host's rows, independent of how rows are split (Collective.dot)."""
+    return comm.dot(M, np.ones((len(M), 1)), rows)[:, 0]
+
+
+def _mean_loss(r: np.ndarray, s: _Settings, comm: Collective, n: int) -> float:
+    return float(_column_sums(_row_loss(r, s.loss, s.huber_delta)[:, None], comm, n)[0] / n)
+
+
 def _initial_weights(
-    Z: np.ndarray, t: np.ndarray, active: np.ndarray, s: _Settings, rng: np.random.Generator
+    Z: np.ndarray,
+    t: np.ndarray,
+    active: np.ndarray,
+    s: _Settings,
+    rng: np.random.Generator,
+    comm: Collective = SINGLE,
+    n: int | None = None,
 ) -> tuple[np.ndarray, float]:
     p = Z.shape[1]
+    n = len(t) if n is None else n  # every host's rows together
     w = np.zeros(p)
     if s.init_method == "uniform":
         w = rng.uniform(-s.init_scale, s.init_scale, p)
@@ -488,20 +540,23 @@ def _initial_weights(
         # are collinear with the bias.
         A = Z[:, active]
         if s.use_bias:
-            mean_a, mean_t = A.mean(axis=0), t.mean()
-            A, tc = A - mean_a, t - mean_t
+            means = _column_sums(np.hstack([A, t[:, None]]), comm, n) / n
+            A, tc = A - means[:-1], t - means[-1]
         else:
             tc = t
-        n, d = A.shape
-        if d <= n:
-            gram = A.T @ A / n + s.wd * np.eye(d)
-            w[active] = np.linalg.lstsq(gram, A.T @ tc / n, rcond=None)[0]
-        else:  # wide data: the same solution from the n x n system, O(n^2 d) instead of O(d^3)
-            # (A'A/n + wd I)^-1 A' = A' (AA'/n + wd I)^-1; with wd = 0 both give the minimum-norm solution
-            kernel = A @ A.T / n + s.wd * np.eye(n)
+        n_local, d = A.shape
+        if d > n_local and not getattr(comm, "distributed", False):
+            # wide data on one host: the same solution from the n x n system, O(n^2 d) instead of O(d^3);
+            # (A'A/n + wd I)^-1 A' = A' (AA'/n + wd I)^-1, and with wd = 0 both give the minimum-norm solution
+            kernel = A @ A.T / n + s.wd * np.eye(n_local)
             w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
+        else:
+            # Sufficient statistics A'A and A't, exact sums over every host.
+            exact = ExactProducts(comm, A, n)
+            gram = exact.gram() / n + s.wd * np.eye(d)
+            w[active] = np.linalg.lstsq(gram, exact.tdot(tc[:, None])[:, 0] / n, rcond=None)[0]
     w = np.where(active, w, 0.0)
-    b = float(np.mean(t - Z @ w)) if s.use_bias and s.init_method == "ridge" else 0.0
+    b = float(_column_sums((t - Z @ w)[:, None], comm, n)[0] / n) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b
 
 
@@ -512,16 +567,20 @@ class _Trainer:
     whose step crosses zero stops at zero, so weights reach exactly 0.
     """
 
-    def __init__(self, s: _Settings, active: np.ndarray):
-        self.s, self.active = s, active
+    def __init__(self, s: _Settings, active: np.ndarray, design: ExactProducts):
+        self.s, self.active, self.design = s, active, design  # design: [Z, 1], for exact gradient sums
         p = len(active)
         self.m, self.v, self.mb, self.vb, self.t = np.zeros(p), np.zeros(p), 0.0, 0.0, 0
 
-    def step(self, Zb: np.ndarray, tb: np.ndarray, w: np.ndarray, b: float) -> tuple[np.ndarray, float]:
+    def step(
+        self, idx: np.ndarray, Zb: np.ndarray, tb: np.ndarray, w: np.ndarray, b: float, size: int
+    ) -> tuple[np.ndarray, float]:
+        """One step on a mini-batch of ``size`` rows over all hosts, of which rows ``idx`` are this host's."""
         s = self.s
         g_row = _loss_grad(Zb @ w + b - tb, s.loss, s.huber_delta)
-        g = Zb.T @ g_row / len(tb) + s.wd * w
-        gb = float(np.mean(g_row)) if s.use_bias else 0.0
+        summed = self.design.tdot(g_row[:, None], idx)[:, 0] / size  # Z'g and sum(g), over every host
+        g = summed[:-1] + s.wd * w
+        gb = float(summed[-1]) if s.use_bias else 0.0
         if s.l1 > 0:
             at_zero = w == 0
             g = np.where(at_zero, np.sign(g) * np.maximum(np.abs(g) - s.l1, 0.0), g + s.l1 * np.sign(w))

@@ -70,6 +70,33 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(err))), "r2": _r2(mse, y), "mse": mse}
 
 
+def regression_metrics_across(y: np.ndarray, p: np.ndarray, collective) -> dict[str, float]:
+    """regression_metrics over the rows of every host (``collective``: algorithms.distributed.Collective).
+
+    Sums are all-reduced (mean first, then squared deviations about it): the metrics of all rows together.
+    """
+    if not collective.distributed:
+        return regression_metrics(y, p)
+    y = np.asarray(y, dtype=np.float64)
+    err = np.asarray(p, dtype=np.float64) - y
+    n, total = collective.allreduce([len(y), y.sum()])
+    if not n:
+        raise ValueError("no rows on any host")
+    mean = total / n
+    sse, sae, ssy = collective.allreduce([err @ err, np.abs(err).sum(), ((y - mean) ** 2).sum()])
+    mse = float(sse / n)
+    return {"rmse": math.sqrt(mse), "mae": float(sae / n), "r2": r2_from_mse(mse, float(ssy / n)), "mse": mse}
+
+
+def variance_across(y: np.ndarray, collective) -> float:
+    """Population variance of the label over every host's rows."""
+    if not collective.distributed:
+        return float(np.var(y))
+    n, total = collective.allreduce([len(y), float(np.sum(y))])
+    (ss,) = collective.allreduce([float(((np.asarray(y) - total / n) ** 2).sum())])
+    return float(ss / n)
+
+
 def r2_from_mse(mse: float, variance: float) -> float:
     """R^2 = 1 - mse / var(y) (population variance), NaN for a constant label."""
     return 1.0 - mse / variance if variance > 0 else math.nan

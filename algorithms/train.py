@@ -29,7 +29,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from algorithms import base, registry
+import numpy as np
+
+from algorithms import base, distributed, registry
 from algorithms.errors import ConfigurationError, HyperparameterError, OutputError, UserError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
 
@@ -44,6 +46,9 @@ IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 COMMON_HYPERPARAMETERS = (
     Hyperparameter("target", str, None, description="label column name in CSV with a header or parquet"),
 )
+INPUT_MODES = ("File", "FastFile")
+FULLY_REPLICATED = "FullyReplicated"
+SHARDED = "ShardedByS3Key"
 LIBRARIES = ("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost", "sagemaker-training")
 
 
@@ -60,6 +65,8 @@ class JobConfig:
     num_cpus: int
     checkpoint_dir: Path | None = None
     resource_config: Mapping[str, Any] = field(default_factory=dict)
+    # channel -> S3DistributionType (FullyReplicated or ShardedByS3Key); decides how hosts split a channel
+    distributions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def model_dir(self) -> Path:
@@ -105,6 +112,14 @@ def load_config(algorithm: str | None) -> JobConfig:
         raise ConfigurationError(
             f"file {config_dir / environment.RESOURCE_CONFIG_FILE}: expected an object with current_host and hosts"
         )
+    for name, cfg in input_data.items():
+        mode = (cfg or {}).get("TrainingInputMode") or "File"
+        # FastFile mounts the same files lazily under the same path, so it reads as File; Pipe streams through
+        # FIFOs (<channel>_<epoch>), which the readers do not take.
+        if mode not in INPUT_MODES:
+            raise ConfigurationError(
+                f"channel '{name}': TrainingInputMode {mode!r} is not supported; use File or FastFile"
+            )
     # SageMaker writes strings; a hand-written file may hold numbers or booleans: keep the text a person meant.
     hyperparameters = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hp_raw.items()}
     # Pass our own reads in: Environment would otherwise json-decode every hyperparameter ("1e3" -> 1000.0).
@@ -137,6 +152,9 @@ def load_config(algorithm: str | None) -> JobConfig:
         num_cpus=env.num_cpus,
         checkpoint_dir=checkpoint_dir,
         resource_config=MappingProxyType(dict(resource)),
+        distributions=MappingProxyType(
+            {name: (cfg or {}).get("S3DistributionType") or FULLY_REPLICATED for name, cfg in input_data.items()}
+        ),
     )
 
 
@@ -155,47 +173,133 @@ def validate_hyperparameters(plugin: type[base.Algorithm], raw: Mapping[str, str
 
 
 def run(job: JobConfig) -> None:
-    from algorithms import data, metrics
-
     plugin = registry.get(job.algorithm)
     common, params = validate_hyperparameters(plugin, job.hyperparameters)
     log.info("algorithm %s; hyperparameters %s", job.algorithm, json.dumps({**common, **params}, sort_keys=True))
     if len(job.hosts) > 1:
-        log.warning("%d hosts: training is not distributed; each host trains on the data it received", len(job.hosts))
+        run_distributed(job, plugin, common, params)
+    else:
+        train(job, plugin, common, params, distributed.SINGLE)
+
+
+def run_distributed(job: JobConfig, plugin, common: dict, params: dict) -> None:
+    """Several hosts: agree on who has data, then train together (algorithms.distributed)."""
+    from algorithms import data
+
+    settings = distributed.Settings.from_env()
+    hosts = tuple(sorted(job.hosts))
+    if job.current_host not in hosts:
+        raise ConfigurationError(f"resourceconfig.json: current_host {job.current_host!r} is not in hosts {hosts}")
+    t0 = time.perf_counter()
+    addresses = distributed.wait_for_hosts(hosts, settings.host_wait_seconds)
+    log.info("%d hosts resolved in %.2fs: %s", len(hosts), time.perf_counter() - t0, addresses)
+    channel = job.channels.get("train")
+    has_data = channel is not None and channel.path.is_dir() and bool(data.data_files(channel.path))
+    with_data = distributed.hosts_with_data(hosts, job.current_host, addresses[hosts[0]], has_data, settings)
+    if not with_data:
+        data.read_channels(job.channels, target=common["target"])  # raises the single-host error, naming the channel
+    if not has_data:
+        log.warning(
+            "host %s received no training data: it takes no part (hosts training: %s)",
+            job.current_host,
+            ", ".join(with_data),
+        )
+        return
+    log.info("hosts training: %s; this host is rank %d", ", ".join(with_data), with_data.index(job.current_host))
+    if len(with_data) == 1:
+        train(job, plugin, common, params, distributed.SINGLE)
+        return
+    # A fresh port: the first round's is in TIME_WAIT on the first host and cannot be bound again yet.
+    port = settings.tracker_port + 1
+    with distributed.communicator(with_data, job.current_host, addresses[with_data[0]], port, settings) as comm:
+        train(job, plugin, common, params, comm)
+
+
+def read_data(job: JobConfig, target: str | None, comm: distributed.Collective):
+    """This host's part of every channel, and the schema every host uses.
+
+    ShardedByS3Key: the files this host received. FullyReplicated: every host has every row and takes the
+    contiguous slice [n*rank//N, n*(rank+1)//N) of them, in file order (so the hosts' rows, concatenated in
+    rank order, are the rows one host would read). A validation or test shard without files is empty here.
+    """
+    from algorithms import base, data
+
+    if not comm.distributed:
+        return data.read_channels(job.channels, target=target)
+    local = {
+        name: ch
+        for name, ch in job.channels.items()
+        if name == "train" or (ch.path.is_dir() and data.data_files(ch.path))
+    }
+    present = {name: local[name] for name in data.CHANNELS if name in local}
+    given = distributed.agree_given_schema(comm, data.given_schema(present, target))
+    settle = None if given is not None else (lambda s: distributed.agree_inferred_schema(comm, s))
+    datasets, schema = data.read_channels(local, target=target, schema=given, settle_schema=settle)
+    for name in data.CHANNELS:
+        if name in job.channels and name not in datasets:
+            datasets[name] = base.Dataset(name, np.empty((0, schema.n_features)), np.empty(0))
+    for name, ds in list(datasets.items()):
+        kind = job.distributions.get(name, FULLY_REPLICATED)
+        if kind != SHARDED:
+            rows = distributed.row_slice(len(ds), comm.rank, comm.world_size)
+            datasets[name] = base.Dataset(name, ds.X[rows], ds.y[rows])
+        log.info("channel %s (%s): %d rows on this host", name, kind, len(datasets[name]))
+    return datasets, schema
+
+
+def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.Collective) -> None:
+    from algorithms import metrics
 
     t0 = time.perf_counter()
-    datasets, schema = data.read_channels(job.channels, target=common["target"])
+    datasets, schema = read_data(job, common["target"], comm)
     log.info("read channels in %.2fs", time.perf_counter() - t0)
 
     metric_log = metrics.MetricLogger()
     context = base.TrainingContext(
-        checkpoint_dir=job.checkpoint_dir, num_cpus=job.num_cpus, hosts=job.hosts, current_host=job.current_host
+        checkpoint_dir=job.checkpoint_dir,
+        num_cpus=job.num_cpus,
+        hosts=job.hosts,
+        current_host=job.current_host,
+        collective=comm,
     )
     t0 = time.perf_counter()
     model = plugin(params, schema).fit(datasets["train"], datasets.get("validation"), log=metric_log, context=context)
     log.info("trained in %.2fs", time.perf_counter() - t0)
 
-    # Final metrics of the model that is saved, on every channel; the last values SageMaker records.
+    # Final metrics of the model that is saved, on every channel (over every host's rows); the last values
+    # SageMaker records.
     final, predictions = {}, {}
+    fitted = model.fitted_predictions()
     for name, ds in datasets.items():
-        predictions[name] = model.predict(ds.X)
-        final[name] = metrics.regression_metrics(ds.y, predictions[name])
+        cached = fitted.get(name)
+        predictions[name] = cached if cached is not None and len(cached) == len(ds) else model.predict(ds.X)
+        final[name] = metrics.regression_metrics_across(ds.y, predictions[name], comm)
         metric_log(name, final[name])
         undefined = [k for k, v in final[name].items() if not math.isfinite(v)]
         if undefined:  # e.g. r2 of a constant label: written as null in metadata.json and evaluation.json
             log.warning("channel %s: metric(s) %s undefined on this data (constant label?)", name, ", ".join(undefined))
 
-    save_model(model, plugin, job, schema, {**common, **params}, final)
     split = "test" if "test" in datasets else "validation" if "validation" in datasets else None
-    if split is None:
-        log.info("no test or validation channel: no %s", EVALUATION_FILE)
-        return
-    report = metrics.evaluation(datasets[split].y, predictions[split])
-    path = job.output_data_dir / EVALUATION_FILE
-    with _writing(job.output_data_dir, [EVALUATION_FILE]):
-        job.output_data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    log.info("wrote %s (channel %s, %d rows)", path, split, len(datasets[split]))
+    if split is not None and comm.distributed:  # the bootstrap needs every row: gathered on every host
+        y, p = comm.gather(datasets[split].y), comm.gather(predictions[split])
+    elif split is not None:
+        y, p = datasets[split].y, predictions[split]
+    if comm.is_master:
+        save_model(model, plugin, job, schema, {**common, **params}, final)
+        if split is None:
+            log.info("no test or validation channel: no %s", EVALUATION_FILE)
+        else:
+            report = metrics.evaluation(y, p)
+            path = job.output_data_dir / EVALUATION_FILE
+            with _writing(job.output_data_dir, [EVALUATION_FILE]):
+                job.output_data_dir.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+            log.info("wrote %s (channel %s, %d rows)", path, split, len(y))
+    else:
+        log.info("host %s: the first host (%s) writes the model and the evaluation", job.current_host, comm.hosts[0])
+    # The other hosts exit only once the first has written everything: SageMaker local mode (docker-compose
+    # --abort-on-container-exit) stops every container when the first one exits.
+    comm.allreduce([0])
 
 
 # errno values that say the location is not writable: the platform's or the user's setup, not our bug.

@@ -429,8 +429,12 @@ def train(
     hyperparameters: Mapping[str, str] | None = None,
     *,
     echo: bool = True,
+    instance_count: int = 1,
 ) -> Trained:
-    """One local training job on the ``file://`` channels found in channels_dir (train, validation)."""
+    """One local training job on the ``file://`` channels found in channels_dir (train, validation).
+
+    ``instance_count`` > 1 runs that many containers (algo-1, algo-2, ...) on one compose network: a multi-host job.
+    """
     from sagemaker.estimator import Estimator
 
     from algorithms.metric_definitions import definitions
@@ -443,7 +447,7 @@ def train(
     estimator = Estimator(
         image_uri=image,
         role=LOCAL_ROLE,
-        instance_count=1,
+        instance_count=instance_count,
         instance_type="local",
         output_path=f"file://{output}",  # without it the SDK asks S3 (and STS) for its default bucket
         hyperparameters=dict(hyperparameters or {}),

@@ -104,6 +104,7 @@ class OptML:
         content_type: str | None = "text/csv",
         *,
         header: bool = False,
+        distribution: str = "FullyReplicated",
     ) -> Path:
         """Write a channel: text/bytes as is; DataFrames as CSV (``header``) or as parquet for *.parquet names.
 
@@ -123,7 +124,7 @@ class OptML:
                 path.write_bytes(content)
             else:
                 path.write_text(content)
-        cfg = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+        cfg = {"TrainingInputMode": "File", "S3DistributionType": distribution, "RecordWrapperType": "None"}
         if content_type is not None:
             cfg["ContentType"] = content_type
         self._input_data[name] = cfg

@@ -463,3 +463,19 @@ def test_evaluation_falls_back_to_validation_then_none(opt_ml, car_splits, chann
 def test_quality_bar_on_the_real_data(trained, algorithm):
     r2 = trained(algorithm).evaluation["regression_metrics"]["r2"]["value"]
     assert r2 >= 0.90, f"{algorithm}: test R^2 {r2:.4f} < 0.90"
+
+
+# -- input modes -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("mode", "ok"), [("File", True), ("FastFile", True), ("Pipe", False)])
+def test_input_modes_file_and_fastfile_are_read_pipe_is_refused(opt_ml, car_splits, car_schema, mode, ok):
+    write_builtin_channels(opt_ml, car_splits, car_schema, channels=("train",))
+    doc = json.loads((opt_ml.config_dir / "inputdataconfig.json").read_text())
+    doc["train"]["TrainingInputMode"] = mode
+    (opt_ml.config_dir / "inputdataconfig.json").write_text(json.dumps(doc))
+    opt_ml.hyperparameters(FAST["xgboost"])
+    result = opt_ml.train("xgboost")
+    if ok:
+        _succeeded(result)
+    else:
+        assert result.returncode == 1, result.output
+        assert result.failure_line == "channel 'train': TrainingInputMode 'Pipe' is not supported; use File or FastFile"

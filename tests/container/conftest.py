@@ -101,8 +101,14 @@ def run_args(
     detach: bool = False,
     remove: bool = True,
     entrypoint: str | None = None,
+    network: str | None = None,
+    network_alias: str | None = None,
 ) -> list[str]:
     cmd = ["run", "--read-only", "--tmpfs", "/tmp", *_user()]
+    if network:
+        cmd += ["--network", network]
+    if network_alias:
+        cmd += ["--network-alias", network_alias]
     if entrypoint:
         cmd += ["--entrypoint", entrypoint]
     if remove:

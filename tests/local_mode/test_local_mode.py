@@ -47,6 +47,22 @@ def test_train_produces_the_model_archive_with_hyperparameters_and_metrics(algor
     assert sdk.run_containers(lm.run_id) == []
 
 
+@pytest.mark.parametrize("algorithm", ["xgboost", "linear"])
+def test_two_instances_train_one_model_over_both(algorithm, lm, channels, local_trained):
+    """instance_count=2: two containers (algo-1, algo-2) train together; the archive holds one model whose
+    metrics are the one-instance job's (the SDK mounts every channel FullyReplicated in local mode)."""
+    two = sdk.train(lm, algorithm, IMAGES[algorithm], channels, FAST[algorithm], echo=False, instance_count=2)
+    assert sdk.model_files(two.model_path) == sorted([MODEL_FILES[algorithm], "schema.json", "metadata.json"])
+    one = local_trained(algorithm)
+    metadata = {}
+    for name, trained in (("one", one), ("two", two)):
+        with tarfile.open(trained.model_path) as tar:
+            metadata[name] = json.load(tar.extractfile("metadata.json"))
+    for split in ("train", "validation"):
+        assert metadata["two"]["metrics"][split] == pytest.approx(metadata["one"]["metrics"][split], rel=1e-6)
+    assert sdk.run_containers(lm.run_id) == []
+
+
 def test_a_failing_training_job_says_why_and_leaves_no_container(lm, channels):
     with pytest.raises(sdk.LocalModeError, match=r"^training xgboost failed: .*num_round.*received '0'") as caught:
         sdk.train(lm, "xgboost", IMAGES["xgboost"], channels, {"num_round": "0"}, echo=False)
