@@ -117,5 +117,13 @@ def succeed(comment: str) -> State:
     return {"Type": "Succeed", "Comment": comment}
 
 
+def failure(topic: str, subject: str, message: str, notify: str, failed: str) -> dict[str, State]:
+    """The states every Catch leads to: the SNS message with the error and its cause, then ``PipelineFailed``."""
+    return {
+        notify: publish(topic, subject, message, next_state=failed, on_error=failed),
+        failed: fail("PipelineFailed", "A step failed; the SNS message carries its error and cause"),
+    }
+
+
 def machine(comment: str, start: str, states: dict[str, State]) -> dict[str, Any]:
     return {"Comment": comment, "QueryLanguage": "JSONPath", "StartAt": start, "States": states}

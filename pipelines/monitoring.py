@@ -289,15 +289,14 @@ def definition() -> dict[str, Any]:
         on_error=FAILED,
     )
     states[DONE] = {"Type": "Pass", "Parameters": {"Results.$": "$.Results", "Drift.$": "$.Drift.Any"}, "End": True}
-    states[NOTIFY_FAILURE] = asl.publish(
+    states |= asl.failure(
         TOPIC,
         "States.Format('{} monitoring pipeline failed', $.NamePrefix)",
         "States.Format('Monitoring run {} failed. Error: {}. Cause: {}', $$.Execution.Name, $.Error.Error, "
         "$.Error.Cause)",
-        next_state=FAILED,
-        on_error=FAILED,
+        NOTIFY_FAILURE,
+        FAILED,
     )
-    states[FAILED] = asl.fail("PipelineFailed", "A step failed; the SNS message carries its error and cause")
     return asl.machine(
         "Monitor new captures and batch outputs against the baselines; evaluate drift; optionally retrain",
         NAMES,

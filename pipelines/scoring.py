@@ -208,15 +208,14 @@ def definition() -> dict[str, Any]:
         on_error=FAILED,
     )
     states[SCORED] = {"Type": "Pass", "InputPath": "$.Scored", "End": True}
-    states[NOTIFY_FAILURE] = asl.publish(
+    states |= asl.failure(
         TOPIC,
         "States.Format('{} scoring pipeline failed', $.NamePrefix)",
         "States.Format('Scoring run {} failed on {}. Error: {}. Cause: {}', $$.Execution.Name, $.Names.InputUri, "
         "$.Error.Error, $.Error.Cause)",
-        next_state=FAILED,
-        on_error=FAILED,
+        NOTIFY_FAILURE,
+        FAILED,
     )
-    states[FAILED] = asl.fail("PipelineFailed", "A step failed; the SNS message carries its error and cause")
     return asl.machine(
         "Score a new file with every deployed model (batch transform, record ids kept); notify SNS", NAMES, states
     )

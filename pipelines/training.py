@@ -697,15 +697,14 @@ def definition() -> dict[str, Any]:
         on_error=FAILED,
     )
     states[ENDPOINT_FAILED] = asl.fail("EndpointFailed", "The endpoint did not come into service with the new model")
-    states[NOTIFY_FAILURE] = asl.publish(
+    states |= asl.failure(
         TOPIC,
         "States.Format('{} {} training pipeline failed', $.NamePrefix, $.Algorithm)",
         "States.Format('Training run {} failed. Error: {}. Cause: {}', $$.Execution.Name, $.Error.Error, "
         "$.Error.Cause)",
-        next_state=FAILED,
-        on_error=FAILED,
+        NOTIFY_FAILURE,
+        FAILED,
     )
-    states[FAILED] = asl.fail("PipelineFailed", "A step failed; the SNS message carries its error and cause")
     return asl.machine(
         "Preprocess, train, gate and deploy one algorithm with the BYOC images; notify SNS on every outcome",
         NAMES,
