@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests import opt_ml as om
+from tests.cfn_template import resources, template  # noqa: F401 (fixtures of the template tests)
 
 ALGORITHMS = ("xgboost", "linear")
 # Small and quick; the quality test uses each algorithm's defaults.

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from pipelines import definitions, events, monitoring, requests, scoring, training
+from tests.cfn_template import PIPELINES, sub
 
-ROOT = Path(__file__).resolve().parent.parent
-PIPELINES = ROOT / "pipelines"
 MACHINES = {
     "training": "TrainingStateMachine",
     "scoring": "ScoringStateMachine",
@@ -35,25 +34,6 @@ GIVEN = {
     "ArtifactBucket": BUCKET,
 }
 ARTIFACTS = f"s3://{BUCKET}/pipelines"
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    decode = pytest.importorskip("cfnlint.decode").decode
-    template, errors = decode(str(PIPELINES / "template.yaml"))
-    assert not errors
-    return template
-
-
-@pytest.fixture(scope="module")
-def resources(template) -> dict[str, Any]:
-    return template["Resources"]
-
-
-def sub(value: Any) -> str:
-    """The string of a ``!Sub "..."`` (the one-argument form)."""
-    assert isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str), value
-    return value["Fn::Sub"]
 
 
 def as_list(value: Any) -> list[Any]:
