@@ -27,14 +27,15 @@ def test_ping_answers_with_200_idle_and_16_slowloris_connections_open(model_base
     assert pings["pings"] >= 10, pings
 
 
-def _stall(server: LocalServer, data: bytes) -> tuple[bytes, float]:
-    start = time.monotonic()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+def _stall(server: LocalServer, data: bytes, patience: float = 5) -> bytes:
+    """Send a request that never completes; return what the server sends before closing. A client that waits
+    ``patience`` seconds and no more (socket.timeout otherwise) is what the deadline must serve."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=patience) as sock:
         sock.sendall(data)
         answer = b""
         while chunk := sock.recv(4096):
             answer += chunk
-    return answer, time.monotonic() - start
+    return answer
 
 
 @pytest.mark.parametrize(
@@ -50,12 +51,11 @@ def _stall(server: LocalServer, data: bytes) -> tuple[bytes, float]:
 )
 def test_a_stalled_request_gets_408_at_its_deadline(model_base, setting, data, message):
     with LocalServer("xgboost", model_base, env={setting: "1"}) as server:
-        answer, elapsed = _stall(server, data)
+        answer = _stall(server, data)  # a 1 s deadline answers this 5 s patient client
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 Request Timeout"), answer
     assert b"Connection: close" in head and b"Content-Type: text/plain; charset=utf-8" in head, head
     assert body == b"408 Request Timeout: " + message + b" not received within 1 s\n", body
-    assert elapsed < 5  # generous: the deadline is 1 s
 
 
 def test_ping_is_answered_while_a_big_batch_is_scored(model_base, car_splits):
