@@ -1,7 +1,7 @@
 """The plug-in interface every algorithm implements, shaped like scikit-learn's estimators.
 
     model = Algo(params, schema).fit(train, validation, log=log)
-    model.predict(X)               # X: the schema-encoded float64 matrix (see algorithms.schema)
+    model.predict(X)               # X: the schema-encoded float64 matrix (see core.schema)
     model.save(model_dir)          # writes exactly MODEL_FILES (+ schema.json); runs no code on load
     Algo.load(model_dir).predict(X)
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from algorithms.distributed import SINGLE, Collective
 from algorithms.hyperparameters import HyperparameterSpec
-from algorithms.schema import Schema
+from core.schema import Schema
 
 METADATA_FILE = "metadata.json"  # written by the training entry point beside the model; never loaded as one
 
@@ -101,5 +101,5 @@ class Algorithm(ABC):
     @classmethod
     @abstractmethod
     def load(cls, model_dir: Path, *, threads: int | None = None) -> Self:
-        """Read exactly the files save() wrote. Raises algorithms.errors.UserError with a one-line reason when
+        """Read exactly the files save() wrote. Raises core.errors.UserError with a one-line reason when
         they are missing or malformed. ``threads`` caps the numeric threads (serving runs one per worker)."""

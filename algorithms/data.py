@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from algorithms import schema as schema_mod
 from algorithms.base import Dataset
-from algorithms.errors import DataError, SchemaError, UserError
-from algorithms.schema import Schema
+from core import schema as schema_mod
+from core.errors import DataError, SchemaError, UserError
+from core.schema import Schema
 
 log = logging.getLogger(__name__)
 

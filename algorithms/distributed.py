@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from algorithms.errors import ClusterError, ConfigurationError
+from core.errors import ClusterError, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +350,8 @@ def row_slice(n: int, rank: int, world_size: int) -> slice:
 # -- one schema for every host ---------------------------------------------------------------------------------------
 def agree_given_schema(comm: Collective, local):
     """The schema.json some hosts found (ShardedByS3Key puts that one file on one host), or None if none did."""
-    from algorithms.errors import SchemaError
-    from algorithms.schema import Schema
+    from core.errors import SchemaError
+    from core.schema import Schema
 
     docs = comm.gather_json(None if local is None else local.to_dict())
     found = [(comm.hosts[i], d) for i, d in enumerate(docs) if d is not None]
@@ -367,8 +367,8 @@ def agree_given_schema(comm: Collective, local):
 def agree_inferred_schema(comm: Collective, local):
     """Merge the schemas each host inferred from its shard: a categorical feature gets the union of the levels
     (sorted, as one host inferring from all the rows would order them)."""
-    from algorithms.errors import SchemaError
-    from algorithms.schema import CATEGORICAL, Feature, Schema
+    from core.errors import SchemaError
+    from core.schema import CATEGORICAL, Feature, Schema
 
     docs = comm.gather_json(local.to_dict())
     merged = []

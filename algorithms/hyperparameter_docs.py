@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 from algorithms import registry
-from algorithms.errors import ConfigurationError
 from algorithms.train import hyperparameter_spec
+from core.errors import ConfigurationError
 
 HEADER = "| name | type | default | allowed | description |\n|---|---|---|---|---|"
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from algorithms.errors import HyperparameterError
+from core.errors import HyperparameterError
 
 REQUIRED = object()  # sentinel default: the hyperparameter must be given
 

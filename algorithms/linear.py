@@ -36,11 +36,11 @@ import numpy as np
 
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
 from algorithms.distributed import SINGLE, Collective, ExactProducts
-from algorithms.errors import DataError, HyperparameterError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
 from algorithms.metrics import regression_metrics_across
-from algorithms.schema import FILENAME as SCHEMA_FILE
-from algorithms.schema import Schema
+from core.errors import DataError, HyperparameterError
+from core.schema import FILENAME as SCHEMA_FILE
+from core.schema import Schema
 
 MODEL_FILE = "linear-model.json"
 FORMAT = "sagemaker-byoc-linear-regressor"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from algorithms.base import Algorithm
-from algorithms.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 _PLUGINS = {
     "xgboost": ("algorithms.xgboost_regressor", "XGBoostRegressor"),

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from algorithms import base, distributed, registry
-from algorithms.errors import ConfigurationError, HyperparameterError, OutputError, UserError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
+from core.errors import ConfigurationError, HyperparameterError, OutputError, UserError
 
 log = logging.getLogger("algorithms.train")
 

@@ -25,13 +25,13 @@ from typing import Any, Self
 import numpy as np
 import xgboost as xgb
 
-from algorithms import schema as schema_mod
 from algorithms import xgboost_predict
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
-from algorithms.errors import UserError
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
 from algorithms.metrics import r2_from_mse, variance_across
-from algorithms.schema import Schema
+from core import schema as schema_mod
+from core.errors import UserError
+from core.schema import Schema
 
 logger = logging.getLogger(__name__)
 

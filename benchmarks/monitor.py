@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithms.schema import Schema
 from benchmarks.machine import describe
 from cardata import REAL_CSV, TARGET, synthetic
+from core.schema import Schema
 from monitoring import datacapture
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from algorithms.schema import Schema
 from cardata.synthetic import DRIFTS
+from core.schema import Schema
 
 SPLITS = ("train", "validation", "test")
 DRIFT = DRIFTS["older-high-mileage"]  # the synthetic generator's shift, applied to the real test split

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.errors import ConfigurationError, DataError
-from algorithms.schema import FILENAME as SCHEMA_FILE
-from algorithms.schema import Schema
+from core.errors import ConfigurationError, DataError
+from core.schema import FILENAME as SCHEMA_FILE
+from core.schema import Schema
 from monitoring import analyze, constraints, jobenv, quality, tables
 from monitoring.sketches import DEFAULT_K, looks_numeric, to_numbers
 from monitoring.statistics import FeatureSpec, Profile, column_name, specs_from_schema

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from algorithms.errors import ConfigurationError, DataError
-from algorithms.jsonfile import read_json
+from core.errors import ConfigurationError, DataError
+from core.jsonfile import read_json
 from monitoring.sketches import CategoricalSketch, NumericSketch
 from monitoring.statistics import Profile
 

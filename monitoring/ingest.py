@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from algorithms.errors import ConfigurationError, DataError
+from core.errors import ConfigurationError, DataError
 from monitoring import datacapture, readers
 from monitoring.bookmark import Bookmark, Todo
 from monitoring.quality import QualityAccumulator

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from algorithms.errors import ConfigurationError, UserError
+from core.errors import ConfigurationError, UserError
 from monitoring.readers import parse_time
 
 log = logging.getLogger("monitoring")

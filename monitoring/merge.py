@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from algorithms.errors import DataError
+from core.errors import DataError
 from monitoring import analyze, constraints, jobenv
 from monitoring.ingest import IngestResult
 from monitoring.statistics import baseline_features, load_statistics

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from algorithms.errors import ConfigurationError, DataError
-from algorithms.schema import FILENAME as SCHEMA_FILE
-from algorithms.schema import Schema
+from core.errors import ConfigurationError, DataError
+from core.schema import FILENAME as SCHEMA_FILE
+from core.schema import Schema
 from monitoring import analyze, constraints, jobenv
 from monitoring.bookmark import Bookmark
 from monitoring.ingest import Source, ingest, read_prefix_map

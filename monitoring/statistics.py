@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.errors import DataError
-from algorithms.jsonfile import read_json
-from algorithms.schema import Schema
+from core.errors import DataError
+from core.jsonfile import read_json
+from core.schema import Schema
 from monitoring.sketches import DEFAULT_K, CategoricalSketch, NumericSketch, from_state
 
 NUMERIC_TYPES = ("Integral", "Fractional")

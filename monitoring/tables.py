@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from algorithms.errors import DataError
+from core.errors import DataError
 
 # ".out": what a batch transform writes for each input file (<name>.out), read as CSV.
 DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".out", "")

@@ -46,8 +46,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from algorithms.errors import DataError, UserError
-from algorithms.schema import CATEGORICAL, NUMERIC, Feature, Schema
+from core.errors import DataError, UserError
+from core.schema import CATEGORICAL, NUMERIC, Feature, Schema
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SPLIT = "0.7,0.15,0.15"

@@ -73,7 +73,7 @@ fi
 
 # --- Version and revision for the OCI labels and the default tag.
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -n1)
-SOURCES=(algorithms serving processing containers requirements/runtime.txt .dockerignore)
+SOURCES=(core algorithms serving processing containers requirements/runtime.txt .dockerignore)
 if REVISION=$(git -C "$REPO" rev-parse HEAD 2>/dev/null); then
     SHORT=$(git -C "$REPO" rev-parse --short=12 HEAD)
     if [[ -n $(git -C "$REPO" status --porcelain -- "${SOURCES[@]}") ]]; then

@@ -19,8 +19,8 @@ import numpy as np
 
 from algorithms import registry
 from algorithms.base import Algorithm, linked_files
-from algorithms.errors import UserError
-from algorithms.schema import FILENAME
+from core.errors import UserError
+from core.schema import FILENAME
 from serving.codecs import CSV, ENCODERS, Codecs
 from serving.records import UNKNOWN_POLICIES, RecordParser
 

@@ -5,7 +5,7 @@ The rules, shared by every content type (documented in the README's serving sect
 - Missing values: an empty CSV cell (or whitespace only), a JSON ``null``. They become NaN, which both
   algorithms handle (XGBoost natively, the linear model by its imputation).
 - Numbers: ASCII decimal or exponent notation, surrounding whitespace ignored, magnitude at most
-  ``algorithms.schema.MAX_MAGNITUDE`` (float32's largest, as in training). ``nan``, ``inf``, larger values
+  ``core.schema.MAX_MAGNITUDE`` (float32's largest, as in training). ``nan``, ``inf``, larger values
   (``1e308``), non-ASCII digits (``٢٤٩٦٠``, which training refuses too) and ``1_000`` are rejected (400): a
   missing value is written as an empty cell / null.
 - Categorical values are strings matched exactly (after trimming whitespace) against the schema's levels. An
@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from algorithms.schema import MAX_MAGNITUDE, OUT_OF_RANGE, Schema
+from core.schema import MAX_MAGNITUDE, OUT_OF_RANGE, Schema
 from serving.errors import BadRequest
 
 NAN = math.nan

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-from algorithms.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 log = logging.getLogger("serving")
 GRACEFUL_TIMEOUT = 25

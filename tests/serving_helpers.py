@@ -9,7 +9,7 @@ import pandas as pd
 
 from algorithms.base import Algorithm
 from algorithms.hyperparameters import HyperparameterSpec
-from algorithms.schema import Schema
+from core.schema import Schema
 from serving.codecs import Codecs
 from serving.model import Served
 from serving.records import RecordParser

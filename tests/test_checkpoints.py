@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from algorithms.base import Dataset, TrainingContext
-from algorithms.schema import Feature, Schema
 from algorithms.xgboost_regressor import CHECKPOINTS_KEPT, HYPERPARAMETERS, XGBoostRegressor, xgb
+from core.schema import Feature, Schema
 
 
 def _synthetic(n: int, seed: int = 0) -> pd.DataFrame:

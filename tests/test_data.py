@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from algorithms.data import Channel, ContentType, data_files, read_channels
-from algorithms.errors import DataError, SchemaError, UserError
+from core.errors import DataError, SchemaError, UserError
 from tests import opt_ml as om
 
 SCHEMA = {

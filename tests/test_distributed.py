@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from algorithms import distributed
-from algorithms.errors import ClusterError, SchemaError
-from algorithms.schema import CATEGORICAL, NUMERIC, Feature, Schema
+from core.errors import ClusterError, SchemaError
+from core.schema import CATEGORICAL, NUMERIC, Feature, Schema
 from tests import opt_ml as om
 from tests.conftest import write_builtin_channels
 

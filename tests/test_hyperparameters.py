@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from algorithms import registry, train
-from algorithms.errors import HyperparameterError
 from algorithms.hyperparameters import REQUIRED, Hyperparameter, HyperparameterSpec
+from core.errors import HyperparameterError
 
 SPEC = HyperparameterSpec(
     [

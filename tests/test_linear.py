@@ -13,9 +13,9 @@ import pytest
 
 from algorithms import registry
 from algorithms.base import Dataset
-from algorithms.errors import DataError, HyperparameterError, SchemaError, UserError
 from algorithms.linear import MODEL_FILE, LinearRegressor
-from algorithms.schema import Feature, Schema
+from core.errors import DataError, HyperparameterError, SchemaError, UserError
+from core.schema import Feature, Schema
 
 CARS = Path(__file__).resolve().parents[1] / "cardata" / "car_prices.csv"
 

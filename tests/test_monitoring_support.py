@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from algorithms.schema import Schema
 from cardata import REAL_CSV
+from core.schema import Schema
 from monitoring import baseline, jobenv, monitor
 
 START = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)

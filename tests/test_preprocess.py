@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import cardata
-from algorithms.schema import Schema
+from core.schema import Schema
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_LINES = cardata.REAL_CSV.read_text().splitlines()

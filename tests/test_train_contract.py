@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from algorithms import registry
-from algorithms.schema import Schema
+from core.schema import Schema
 from tests import opt_ml as om
 from tests.conftest import ALGORITHMS, FAST, write_builtin_channels
 
@@ -379,7 +379,7 @@ _LOAD_AND_PREDICT = """
 import json, sys
 import numpy as np, pandas as pd
 from algorithms import registry
-from algorithms.schema import Schema
+from core.schema import Schema
 model_dir, test_csv, algorithm = sys.argv[1:]
 model = registry.get(algorithm).load(model_dir, threads=1)
 schema = Schema.load(f"{model_dir}/schema.json")

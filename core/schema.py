@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from algorithms.errors import DataError, SchemaError
-from algorithms.jsonfile import read_json
+from core.errors import DataError, SchemaError
+from core.jsonfile import read_json
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"

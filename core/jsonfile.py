@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from algorithms.errors import DataError
+from core.errors import DataError
 
 
 def read_json(path: str | Path, *, error: type[DataError] = DataError) -> Any:
