@@ -34,7 +34,7 @@ import requests
 
 from benchmarks.machine import describe
 from benchmarks.slowclients import SlowClients, ping_latencies
-from serving.local import REPO, LocalServer
+from emulators.local_server import REPO, LocalServer
 
 DATA = REPO / "cardata" / "car_prices.csv"
 FEATURES = ["mileage", "cylinder", "doors", "cruise", "sound", "leather", "make", "body_type"]

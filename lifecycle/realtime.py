@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from emulators.capture import INFERENCE_ID_HEADER
 from lifecycle.data import Split, csv_line
 from lifecycle.progress import StepFailed
-from local_mode.capture import INFERENCE_ID_HEADER
 from pipelines.local.execute import PREFIX
 from serving import combiner
 

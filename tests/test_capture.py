@@ -1,4 +1,4 @@
-"""local_mode.capture: the capturing reverse proxy, against a stub model server whose answers the tests control."""
+"""emulators.capture: the capturing reverse proxy, against a stub model server whose answers the tests control."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import ClassVar
 import pytest
 import requests
 
-from local_mode.capture import INFERENCE_ID_HEADER, CaptureProxy, main
+from emulators.capture import INFERENCE_ID_HEADER, CaptureProxy, main
 
 EPOCH = datetime(2024, 3, 5, 7, 59, 59, 250000, tzinfo=UTC)
 

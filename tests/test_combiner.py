@@ -16,10 +16,10 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from algorithms import registry
-from local_mode.capture import CaptureProxy
+from emulators.capture import CaptureProxy
+from emulators.local_server import LocalServer, free_port
 from serving import combiner
 from serving.combiner import MODELS
-from serving.local import LocalServer, free_port
 
 pytestmark = pytest.mark.slow
 FEATURES = ["mileage", "cylinder", "doors", "cruise", "sound", "leather", "make", "body_type"]

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring import baseline, capturegen, monitor
+from harness import capturegen
+from monitoring import baseline, monitor
 from tests.test_monitoring_support import (
     CAPTURE_FORMAT,
     START,
@@ -134,7 +135,7 @@ def test_user_scripts_are_refused_by_name(tmp_path: Path, monkeypatch: pytest.Mo
 def test_one_module_writes_capture_lines() -> None:
     from datetime import UTC, datetime
 
-    from local_mode import capture as proxy
+    from emulators import capture as proxy
     from monitoring import datacapture
 
     when = datetime(2024, 3, 5, 7, 59, 59, 250_000, tzinfo=UTC)

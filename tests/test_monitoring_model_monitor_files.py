@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring import capturegen, monitor
+from harness import capturegen
+from monitoring import monitor
 from tests.test_monitoring_support import CAPTURE_FORMAT, START, read, run, violations
 
 DATA = Path(__file__).parent / "data" / "model_monitor"

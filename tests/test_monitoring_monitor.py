@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring import baseline, capturegen, merge, monitor
+from harness import capturegen
+from monitoring import baseline, merge, monitor
 from tests.test_monitoring_support import (
     CAPTURE_FORMAT,
     START,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from monitoring import capturegen, monitor, report
+from harness import capturegen
+from monitoring import monitor, report
 from tests.test_monitoring_support import START, cars, features, make_baseline, monitor_args, predictions, run
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitoring import baseline, capturegen, checks, constraints, monitor
+from harness import capturegen
+from monitoring import baseline, checks, constraints, monitor
 from monitoring.statistics import FeatureSpec, Profile, baseline_features
 from tests.test_monitoring_support import (
     START,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from benchmarks.slowclients import SlowClients, ping_latencies
-from serving.local import LocalServer
+from emulators.local_server import LocalServer
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from algorithms import registry
-from serving.local import LocalServer
+from emulators.local_server import LocalServer
 
 pytestmark = pytest.mark.slow
 FEATURES = ["mileage", "cylinder", "doors", "cruise", "sound", "leather", "make", "body_type"]

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from local_mode.dataprocessing import DataProcessing, DataProcessingError, RecordError
+from emulators.dataprocessing import DataProcessing, DataProcessingError, RecordError
 
 CSV, JSON, JSONL = "text/csv", "application/json", "application/jsonlines"
 

@@ -1,4 +1,4 @@
-"""`python -m local_mode.transform --image`: the runner starts the built serving image itself, and removes it.
+"""`python -m emulators.transform --image`: the runner starts the built serving image itself, and removes it.
 
 Needs a Docker engine and the built byoc-xgboost image (scripts/build_push.sh --no-push); skipped without them,
 except in CI (CI=true), where the container tests must run.
@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 
-from local_mode.transform import main
-from serving.local import LocalServer
+from emulators.local_server import LocalServer
+from emulators.transform import main
 from tests import opt_ml as om
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from local_mode.jsonpath import JsonPathError, JsonPathMatchError, evaluate, parse
+from emulators.jsonpath import JsonPathError, JsonPathMatchError, evaluate, parse
 
 ROW = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"]  # a CSV row is taken as a JSON array
 

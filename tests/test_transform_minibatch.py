@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from local_mode.minibatch import MIB, Record, RecordTooLarge, pack, split_records
+from emulators.minibatch import MIB, Record, RecordTooLarge, pack, split_records
 
 
 def records(text: bytes, split="Line"):

@@ -1,4 +1,4 @@
-"""The batch transform runner end to end (python -m local_mode.transform) against a stand-in model server."""
+"""The batch transform runner end to end (python -m emulators.transform) against a stand-in model server."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local_mode.minibatch import MIB
-from local_mode.transform import JobError, TransformJob, main, resolve_execution_parameters
+from emulators.minibatch import MIB
+from emulators.transform import JobError, TransformJob, main, resolve_execution_parameters
 from tests.test_transform_fakeserver import FakeModelServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -368,7 +368,7 @@ def test_image_needs_a_model_dir(tmp_path, capsys):
 def test_python_dash_m_entry_point(tmp_path):
     inp = write(tmp_path / "scoring.csv", "id1,1,2\n")
     with FakeModelServer() as fake:
-        cmd = [sys.executable, "-m", "local_mode.transform", "--endpoint", fake.url, "--input", str(inp)]
+        cmd = [sys.executable, "-m", "emulators.transform", "--endpoint", fake.url, "--input", str(inp)]
         cmd += ["--output", str(tmp_path / "out"), *CSV_ARGS, *MAIN_JOB]
         ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
         bad = subprocess.run([*cmd, "--output-filter", "$..x"], cwd=REPO, capture_output=True, text=True, check=False)

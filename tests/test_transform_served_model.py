@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from local_mode.transform import main
-from serving.local import LocalServer
+from emulators.local_server import LocalServer
+from emulators.transform import main
 from tests import opt_ml as om
 
 pytestmark = pytest.mark.slow

@@ -209,7 +209,7 @@ class LocalRunner(Runner):
     def serve(
         self, algorithm: str, version_dir: Path, *, image: str | None = None, env: Mapping[str, str] | None = None
     ) -> Iterator[str]:
-        from serving.local import LocalServer
+        from emulators.local_server import LocalServer
 
         server = LocalServer(algorithm, version_dir, workers=1, env={**SERVER_ENV, **(env or {})})
         with self._lock:

@@ -35,9 +35,9 @@ from botocore.exceptions import ParamValidationError
 from botocore.response import StreamingBody
 from botocore.validate import validate_parameters
 
-from local_mode import transform as tf
-from local_mode.capture import INFERENCE_ID_HEADER, CaptureProxy
-from local_mode.model_server import ModelServer, ServerError
+from emulators import transform as tf
+from emulators.capture import INFERENCE_ID_HEADER, CaptureProxy
+from emulators.model_server import ModelServer, ServerError
 from pipelines.local.jobs import ProcessingJob
 from pipelines.local.runners import ENTRYPOINT, Image, Runner, RunnerError
 

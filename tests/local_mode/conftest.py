@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from local_mode import sdk
+from harness import sdk_local_mode as sdk
 from tests.container.conftest import REPO, unavailable
 
 IMAGES = {"xgboost": "byoc-xgboost", "linear": "byoc-linear"}

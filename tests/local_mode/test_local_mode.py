@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from local_mode import sdk
+from harness import sdk_local_mode as sdk
 from tests.local_mode.conftest import FAST, IMAGES
 
 pytestmark = pytest.mark.container

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local_mode import run_local_mode
+from harness import run_local_mode
 
 
 @pytest.mark.parametrize(

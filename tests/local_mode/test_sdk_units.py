@@ -1,4 +1,4 @@
-"""local_mode.sdk without Docker: the no-AWS-call guards, refusing what local mode would ignore, metrics, archives."""
+"""harness.sdk_local_mode without Docker: the no-AWS-call guards, refusing what local mode ignores, metrics, tars."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from algorithms.metric_definitions import definitions
-from local_mode import sdk
+from harness import sdk_local_mode as sdk
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_is_loopback(host, expected):
     ("option", "value"), [("input_filter", "$[1:]"), ("join_source", "Input"), ("output_filter", "$[0,-1]")]
 )
 def test_transform_refuses_what_local_mode_would_silently_ignore(option, value, tmp_path):
-    with pytest.raises(sdk.LocalModeError, match=rf"local mode ignores {option}.*python -m local_mode\.transform"):
+    with pytest.raises(sdk.LocalModeError, match=rf"local mode ignores {option}.*python -m emulators\.transform"):
         sdk.transform(None, "byoc-xgboost", "file:///m.tar.gz", tmp_path, tmp_path / "out", **{option: value})
     assert not (tmp_path / "out").exists()  # refused before anything was made
 

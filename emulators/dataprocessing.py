@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from local_mode import jsonpath
+from emulators import jsonpath
 
 CSV = "text/csv"
 JSON = "application/json"

@@ -7,7 +7,7 @@
     transform(lm, "byoc-xgboost", trained.model_data, features_dir, out_dir)
     lm.close()                                              # removes every container of this run
 
-Each trap local mode has is handled here, and listed in local_mode/README.md: the SDK's telemetry and STS calls
+Each trap local mode has is handled here, and listed in harness/README.md: the SDK's telemetry and STS calls
 (TelemetryOptOut), CloudWatch Logs (``logs=False``), ``Model.deploy`` returning None (``predictor_cls``),
 containers left running when a call fails or hangs (timeouts, labels, removal), error answers taken for
 predictions (every non-2xx from the container raises here), the fixed host port 8080 (a free port per run),
@@ -218,7 +218,7 @@ def preflight(images: list[str]) -> str | None:
     if info.returncode != 0:
         return f"no Docker engine reachable ({(info.stderr.strip().splitlines() or ['?'])[-1]})"
     if compose_command() is None:
-        return "no Docker Compose (local mode needs `docker compose` or `docker-compose`; see local_mode/README.md)"
+        return "no Docker Compose (local mode needs `docker compose` or `docker-compose`; see harness/README.md)"
     missing = [image for image in images if docker("image", "inspect", image).returncode != 0]
     if missing:
         return f"image(s) not built: {', '.join(missing)} (scripts/build_push.sh --no-push)"
@@ -577,7 +577,7 @@ def refuse_ignored_options(options: Mapping[str, str | None]) -> None:
     if given:
         raise LocalModeError(
             f"SageMaker local mode ignores {', '.join(given)} (the output would silently differ from a real "
-            "transform job); use `python -m local_mode.transform` (see local_mode/README.md), which honours them"
+            "transform job); use `python -m emulators.transform` (see harness/README.md), which honours them"
         )
 
 
@@ -599,7 +599,7 @@ def transform(
     """A local batch transform: one ``<name>.out`` per input file in output_dir.
 
     Local mode silently ignores InputFilter, JoinSource and OutputFilter (and sends one request at a time); they
-    are refused here rather than ignored: use ``python -m local_mode.transform`` for them."""
+    are refused here rather than ignored: use ``python -m emulators.transform`` for them."""
     refuse_ignored_options(data_processing)
     check_model_data(model_data)
     from sagemaker.model import Model

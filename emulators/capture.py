@@ -4,7 +4,7 @@
         requests.post(proxy.url + "/invocations", data=b"8221,6,4,1,1,1,Buick,sedan",
                       headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": "car-0001"})
 
-or ``python -m local_mode.capture --target URL --dest DIR --endpoint NAME [--port 0]`` (until Ctrl-C).
+or ``python -m emulators.capture --target URL --dest DIR --endpoint NAME [--port 0]`` (until Ctrl-C).
 
 It listens on 127.0.0.1 only, forwards ``GET /ping`` and ``POST /invocations`` to the model server unchanged
 (status, body, Content-Type and the other end-to-end headers in both directions) and writes one capture line per
@@ -281,7 +281,7 @@ class CaptureProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m local_mode.capture", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m emulators.capture", description=__doc__.splitlines()[0])
     p.add_argument("--target", required=True, help="model server URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--dest", type=Path, required=True, help="capture destination (DestinationS3Uri's stand-in)")
     p.add_argument("--endpoint", required=True, help="endpoint name (first folder under --dest)")

@@ -1,7 +1,7 @@
 """Train, deploy, invoke and batch-transform both algorithms with the SageMaker Python SDK in local mode.
 
-    python -m local_mode.run_local_mode                       # both algorithms, bundled data, build/local-mode/
-    python -m local_mode.run_local_mode --algorithms linear --verbose
+    python -m harness.run_local_mode                       # both algorithms, bundled data, build/local-mode/
+    python -m harness.run_local_mode --algorithms linear --verbose
 
 Uses the built images (byoc-xgboost, byoc-linear), Docker and Docker Compose, and makes no AWS call (a guard refuses
 any connection that is not to this machine). Progress goes to stderr; the SDK's and the containers' output to
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from local_mode import sdk
+from harness import sdk_local_mode as sdk
 
 REPO = Path(__file__).resolve().parents[1]
 ALGORITHMS = ("xgboost", "linear")
@@ -36,7 +36,7 @@ def say(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m local_mode.run_local_mode", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.run_local_mode", description=__doc__.split("\n\n")[0])
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated (default: both)")
     parser.add_argument("--data", type=Path, default=REPO / "cardata" / "car_prices.csv", help="raw CSV to split")
     parser.add_argument("--channels", type=Path, help="existing train/validation/test channels (skips preprocess)")

@@ -4,7 +4,7 @@ SageMaker local mode ignores InputFilter / JoinSource / OutputFilter and sends o
 does what the service does (sagemaker dg "batch-transform", "your-algorithms-batch-code",
 "batch-transform-data-processing"; API CreateTransformJob, TransformInput, TransformOutput, ModelClientConfig):
 
-    python -m local_mode.transform --endpoint http://127.0.0.1:8080 --input scoring.csv --output out/ \\
+    python -m emulators.transform --endpoint http://127.0.0.1:8080 --input scoring.csv --output out/ \\
         --content-type text/csv --accept text/csv --split-type Line --assemble-with Line \\
         --input-filter '$[1:]' --join-source Input --output-filter '$[0,-1]'
 
@@ -28,9 +28,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_mode import dataprocessing as dpmod
-from local_mode.minibatch import MIB, Batch, Record, RecordTooLarge, pack, split_records
-from local_mode.model_server import InvocationError, ModelServer, ServerError
+from emulators import dataprocessing as dpmod
+from emulators.minibatch import MIB, Batch, Record, RecordTooLarge, pack, split_records
+from emulators.model_server import InvocationError, ModelServer, ServerError
 
 DEFAULTS = {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}
 MAX_PAYLOAD_MB = 100
@@ -404,7 +404,7 @@ def _env(item: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m local_mode.transform", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="python -m emulators.transform", description=__doc__.split("\n\n")[0])
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--image", help="serving image to start (docker run IMAGE serve)")
     where.add_argument("--endpoint", help="URL of a running model server, e.g. http://127.0.0.1:8080")
@@ -462,7 +462,7 @@ def _server(args: argparse.Namespace, job: TransformJob) -> Iterator[ModelServer
         server.wait_until_healthy(args.startup_timeout)
         yield server
         return
-    from local_mode.serving_container import run_serving_container
+    from emulators.serving_container import run_serving_container
 
     with run_serving_container(args.image, args.model_dir, job.container_environment()) as container:
         server = make(container.url())
@@ -502,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted; no partial output was kept", file=sys.stderr)
         return 130
     except Exception as err:  # e.g. docker failures: one line, not a traceback
-        from local_mode.serving_container import ContainerError
+        from emulators.serving_container import ContainerError
 
         if isinstance(err, ContainerError):
             print(f"error: {err}", file=sys.stderr)
