@@ -21,7 +21,7 @@ from tests import opt_ml as om
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-IMAGE = "byoc-xgboost"
+IMAGE = f"byoc-xgboost:{os.environ.get('BYOC_TEST_IMAGE_TAG', 'latest')}"
 CSV_ARGS = ["--content-type", "text/csv", "--accept", "text/csv", "--split-type", "Line", "--assemble-with", "Line"]
 MAIN_JOB = ["--input-filter", "$[1:]", "--join-source", "Input", "--output-filter", "$[0,-1]"]
 

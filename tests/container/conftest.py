@@ -27,7 +27,10 @@ from tests import opt_ml as om
 from tests.conftest import write_builtin_channels
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = {"xgboost": "byoc-xgboost", "linear": "byoc-linear", "monitor": "byoc-monitor"}
+# BYOC_TEST_IMAGE_TAG: test images built under another tag (build_push.sh --tag T --no-latest) without replacing
+# the :latest ones other work uses.
+TAG = os.environ.get("BYOC_TEST_IMAGE_TAG", "latest")
+IMAGES = {name: f"byoc-{name}:{TAG}" for name in ("xgboost", "linear", "monitor")}
 ALGORITHMS = ("xgboost", "linear")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Generous upper bounds so a hung container cannot hang the suite; no test relies on them being tight.

@@ -42,13 +42,13 @@ def test_labels_entrypoint_and_environment(images, image):
     assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
     assert labels["org.opencontainers.image.version"] not in ("", "0.0.0")
     assert len(labels["org.opencontainers.image.revision"].removesuffix("-dirty")) == 40
-    assert labels["org.opencontainers.image.title"] == image
+    assert labels["org.opencontainers.image.title"] == image.split(":")[0]
     assert config["Entrypoint"] == ["/usr/local/bin/byoc"]
     assert not config.get("Cmd")
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert env.get("ALGORITHM") == {"byoc-xgboost": "xgboost", "byoc-linear": "linear"}.get(image)
+    assert env.get("ALGORITHM") == {"byoc-xgboost": "xgboost", "byoc-linear": "linear"}.get(image.split(":")[0])
     assert not config["WorkingDir"].startswith("/opt/ml")
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from harness import sdk_local_mode as sdk
+from tests.container.conftest import IMAGES as ALL_IMAGES
 from tests.container.conftest import REPO, unavailable
 
-IMAGES = {"xgboost": "byoc-xgboost", "linear": "byoc-linear"}
+IMAGES = {name: ALL_IMAGES[name] for name in ("xgboost", "linear")}
 # Few rounds: these tests check the local-mode plumbing; model quality is tests/test_train_contract.py's job.
 FAST = {"xgboost": {"num_round": "30", "max_depth": "3"}, "linear": {"epochs": "5"}}
 
