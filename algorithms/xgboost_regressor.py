@@ -157,7 +157,7 @@ class XGBoostRegressor(Algorithm):
                 logger.warning("hosts hold checkpoints of rounds %d to %d: starting afresh", low, high)
                 start = None
         done = start.num_boosted_rounds() if start is not None else 0
-        monitor = _Monitor(log, variances, params["eval_metric"], patience, checkpoints, start)
+        monitor = _Monitor(log, variances, params["eval_metric"], patience, checkpoints, start, evals)
         remaining = max(params["num_round"] - done, 0)
         if monitor.stopped:
             remaining = 0
@@ -176,7 +176,6 @@ class XGBoostRegressor(Algorithm):
         else:
             booster = start
         checkpoints.save(booster, final=True)
-        rounds_trained = booster.num_boosted_rounds() if remaining else -1  # a resumed booster has no cache
 
         best = monitor.best_iteration if patience else None
         if best is not None and best + 1 < booster.num_boosted_rounds():
@@ -193,12 +192,8 @@ class XGBoostRegressor(Algorithm):
         self.best_iteration = booster.num_boosted_rounds() - 1
         booster.set_param({"nthread": nthread})
         self.booster = booster
-        # XGBoost caches its predictions on the matrices it trained with: for the unsliced final model they
-        # cost nothing, where predicting the training rows afresh took ~10% of a 1M-row job (benchmarks/training).
-        self._fitted = {}
-        if booster.num_boosted_rounds() == rounds_trained:
-            for dmatrix, split in evals:
-                self._fitted[split] = booster.predict(dmatrix).astype(np.float64)
+        # Predictions of the unsliced final model, taken from XGBoost's cache before xgb.train released it.
+        self._fitted = monitor.fitted if booster.num_boosted_rounds() == monitor.fitted_rounds else {}
         return self
 
     def fitted_predictions(self):
@@ -264,8 +259,13 @@ class _Monitor(xgb.callback.TrainingCallback):
     predictions.
     """
 
-    def __init__(self, log: MetricLog, variances, metric: str, patience: int, checkpoints: Checkpoints, start):
+    def __init__(
+        self, log: MetricLog, variances, metric: str, patience: int, checkpoints: Checkpoints, start, evals=()
+    ):
         super().__init__()
+        self.evals = evals
+        self.fitted: dict[str, np.ndarray] = {}
+        self.fitted_rounds = -1
         self.log, self.variances, self.metric, self.patience = log, variances, metric, patience
         self.checkpoints = checkpoints
         self.best_iteration: int | None = None
@@ -312,6 +312,13 @@ class _Monitor(xgb.callback.TrainingCallback):
             )
         self.checkpoints.save(model)
         return self.stopped
+
+    def after_training(self, model):
+        # xgb.train ends with Booster.reset(), which drops the prediction cache of the training matrices: read it
+        # here, where it costs a copy (predicting 1M training rows afresh took ~10% of a job, benchmarks/training).
+        self.fitted = {split: model.predict(dmatrix).astype(np.float64) for dmatrix, split in self.evals}
+        self.fitted_rounds = model.num_boosted_rounds()
+        return model
 
 
 class Checkpoints:
