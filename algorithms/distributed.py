@@ -107,6 +107,22 @@ class Collective:
         ordered or split among hosts (see :class:`ExactProducts`)."""
         return ExactProducts(self, A, rows).tdot(B)
 
+    def column_sums(self, M: np.ndarray, rows: int) -> np.ndarray:
+        """Column sums of M over every host's rows (``rows`` in all), independent of row order and split.
+
+        The grid of :class:`ExactProducts`: each value is two integers of at most ``bits`` bits, whose float64
+        sums stay below 2^53 and are therefore exact in any order; the integers are all-reduced as int64.
+        """
+        M = np.asarray(M, dtype=np.float64).reshape(len(M), -1)
+        bits = _grid_bits(rows)
+        top = self.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
+        if not np.isfinite(top).all():  # diverged: the caller reports it
+            return self.allreduce(M.sum(axis=0))
+        exponent = np.frexp(np.where(top > 0, top, 1.0))[1] - bits
+        high, low = _split(M, exponent, bits)
+        total = self.allreduce(np.stack([high.sum(axis=0), low.sum(axis=0)]).astype(np.int64))
+        return np.ldexp(total[0].astype(np.float64), exponent) + np.ldexp(total[1].astype(np.float64), exponent - bits)
+
     def counts(self, n: int) -> np.ndarray:
         """Every host's ``n``, in rank order."""
         mine = np.zeros(self.world_size, dtype=np.int64)
@@ -152,7 +168,7 @@ class ExactProducts:
     def __init__(self, comm: Collective, A: np.ndarray, rows: int):
         self.comm = comm
         self.A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
-        self.bits = min(19, (62 - max(int(rows), 1).bit_length()) // 2)  # int64 sums cannot overflow
+        self.bits = _grid_bits(rows)
         self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
         self.exponent = self._exponents(self.A)
         self.high = self.low = None
@@ -207,6 +223,11 @@ class ExactProducts:
             total[1] += (h.T @ lb[r] + lo.T @ hb[r]).astype(np.int64)
             total[2] += (lo.T @ lb[r]).astype(np.int64)
         return self._combine(self.comm.allreduce(total), eb)
+
+
+def _grid_bits(rows: int) -> int:
+    """Bits per integer part: products of two summed over ``rows`` rows cannot overflow int64."""
+    return min(19, (62 - max(int(rows), 1).bit_length()) // 2)
 
 
 def _split(A: np.ndarray, exponent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:

@@ -221,9 +221,11 @@ def _columns(schema: Schema) -> list[tuple[int, int | None]]:
     return cols
 
 
-def _design(X: np.ndarray, columns: list[tuple[int, int | None]], impute: np.ndarray) -> np.ndarray:
+def _design(
+    X: np.ndarray, columns: list[tuple[int, int | None]], impute: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """The raw (unscaled) design matrix: numeric values with NaN imputed, one-hot indicators."""
-    Z = np.empty((X.shape[0], len(columns)), dtype=np.float64)
+    Z = np.empty((X.shape[0], len(columns)), dtype=np.float64) if out is None else out
     for k, (j, level) in enumerate(columns):
         if level is None:
             col = X[:, j]
@@ -331,7 +333,8 @@ class LinearRegressor(Algorithm):
         # The scaled design with a column of ones beside it (the bias's gradient), without a second copy.
         p = len(columns)
         Z1 = np.empty((n_local, p + 1))
-        np.subtract(_design(X, columns, impute), center, out=Z1[:, :p])
+        _design(X, columns, impute, out=Z1[:, :p])
+        Z1[:, :p] -= center
         Z1[:, :p] /= scale
         Z1[:, p] = 1.0
         Z = Z1[:, :p]
@@ -354,8 +357,9 @@ class LinearRegressor(Algorithm):
                 raise DataError(f"channel {validation.name}: the label has missing or non-finite values")
             val = ((_design(Xv, columns, impute) - center) / scale, yv, (yv - y_center[0]) / y_scale[0])
 
-        w, b = _initial_weights(Z, t, active, s, rng, comm, n)
-        trainer = _Trainer(s, active, ExactProducts(comm, Z1, n))
+        design = ExactProducts(comm, Z1, n)
+        w, b = _initial_weights(Z, t, active, s, rng, comm, n, design)
+        trainer = _Trainer(s, active, design)
 
         def evaluate(epoch: int) -> float:
             pt = Z @ w + b
@@ -511,8 +515,8 @@ def _scaler(Z: np.ndarray, centre: bool, normalise: bool, comm: Collective = SIN
 
 
 def _column_sums(M: np.ndarray, comm: Collective, rows: int) -> np.ndarray:
-    """Column sums over every host's rows, independent of how rows are split (Collective.dot)."""
-    return comm.dot(M, np.ones((len(M), 1)), rows)[:, 0]
+    """Column sums over every host's rows, independent of how rows are split (Collective.column_sums)."""
+    return comm.column_sums(M, rows)
 
 
 def _mean_loss(r: np.ndarray, s: _Settings, comm: Collective, n: int) -> float:
@@ -527,34 +531,41 @@ def _initial_weights(
     rng: np.random.Generator,
     comm: Collective = SINGLE,
     n: int | None = None,
+    design: ExactProducts | None = None,
 ) -> tuple[np.ndarray, float]:
+    """``design``: the exact-sum preparation of [Z, 1] (the trainer's), reused for the sufficient statistics."""
     p = Z.shape[1]
     n = len(t) if n is None else n  # every host's rows together
     w = np.zeros(p)
+    d = int(active.sum())
     if s.init_method == "uniform":
         w = rng.uniform(-s.init_scale, s.init_scale, p)
     elif s.init_method == "normal":
         w = rng.normal(0.0, s.init_sigma, p)
-    elif active.any():
+    elif d > len(t) and not getattr(comm, "distributed", False):
         # Minimiser of mean(0.5 r^2) + wd/2 |w|^2; lstsq gives the minimum-norm solution when one-hot columns
-        # are collinear with the bias.
+        # are collinear with the bias. Wide data on one host: the same solution from the n x n system,
+        # O(n^2 d) instead of O(d^3); (A'A/n + wd I)^-1 A' = A' (AA'/n + wd I)^-1, and with wd = 0 both give the
+        # minimum-norm solution.
         A = Z[:, active]
+        A, tc = (A - A.mean(axis=0), t - t.mean()) if s.use_bias else (A, t)
+        kernel = A @ A.T / n + s.wd * np.eye(len(t))
+        w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
+    elif d:
+        # Sufficient statistics [Z 1]'[Z 1] and [Z 1]'t in one exact pass over every host's rows. Z is centred by
+        # the scaler (on a sample), so taking the remaining column means out of the uncentred sums loses nothing.
+        if design is None:
+            design = ExactProducts(comm, np.hstack([Z, np.ones((len(Z), 1))]), n)
+        gram, zt = design.gram() / n, design.tdot(t[:, None])[:, 0] / n
+        a = np.flatnonzero(active)
+        means, t_mean = gram[a, p], zt[p]
         if s.use_bias:
-            means = _column_sums(np.hstack([A, t[:, None]]), comm, n) / n
-            A, tc = A - means[:-1], t - means[-1]
+            cov, rhs = gram[np.ix_(a, a)] - np.outer(means, means), zt[a] - means * t_mean
         else:
-            tc = t
-        n_local, d = A.shape
-        if d > n_local and not getattr(comm, "distributed", False):
-            # wide data on one host: the same solution from the n x n system, O(n^2 d) instead of O(d^3);
-            # (A'A/n + wd I)^-1 A' = A' (AA'/n + wd I)^-1, and with wd = 0 both give the minimum-norm solution
-            kernel = A @ A.T / n + s.wd * np.eye(n_local)
-            w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
-        else:
-            # Sufficient statistics A'A and A't, exact sums over every host.
-            exact = ExactProducts(comm, A, n)
-            gram = exact.gram() / n + s.wd * np.eye(d)
-            w[active] = np.linalg.lstsq(gram, exact.tdot(tc[:, None])[:, 0] / n, rcond=None)[0]
+            cov, rhs = gram[np.ix_(a, a)], zt[a]
+        w[active] = np.linalg.lstsq(cov + s.wd * np.eye(d), rhs, rcond=None)[0]
+        if s.use_bias:
+            return w, float(t_mean - means @ w[a])
     w = np.where(active, w, 0.0)
     b = float(_column_sums((t - Z @ w)[:, None], comm, n)[0] / n) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b
