@@ -13,7 +13,9 @@ settings: 100 rounds, max_depth 6, eta 0.1, hist, 256 bins, every core, no valid
   enable_categorical=True)``, ``xgb.train`` (no evaluation set), ``save_model``;
 - **2 hosts**: two entry points on 127.0.0.1 / 127.0.0.2 (FullyReplicated: each reads every row and trains on
   half); wall time until both exit, peak RSS of each;
-- **linear**: the linear image's entry point (default hyperparameters) on the same file.
+- **linear**: the linear image's entry point (default hyperparameters) on the same file;
+- ``--compare-src DIR``: also the entry points of another source tree (e.g. ``git archive main`` unpacked), run
+  with this interpreter, so a change is measured against its predecessor in the same run.
 
 Prints the machine (other load on a shared machine stretches every figure; compare ratios within one run).
 """
@@ -73,9 +75,9 @@ def opt_ml(base: Path, data: Path, fmt: str, hyperparameters: dict, hosts=("algo
     return base
 
 
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start(argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=cwd)
 
 
 def wait(proc: subprocess.Popen, log: Path) -> int:
@@ -87,14 +89,15 @@ def wait(proc: subprocess.Popen, log: Path) -> int:
     return usage.ru_maxrss
 
 
-def run_ours(work: Path, data: Path, fmt: str, algorithm: str, hyperparameters: dict) -> tuple[float, int, str]:
+def run_ours(
+    work: Path, data: Path, fmt: str, algorithm: str, hyperparameters: dict, src: Path = ROOT
+) -> tuple[float, int, str]:
     base = Path(tempfile.mkdtemp(dir=work, prefix=f"{algorithm}-"))
     opt_ml(base, data, fmt, hyperparameters)
     log = base / "log.txt"
     t0 = time.perf_counter()
-    proc = start(
-        [sys.executable, "-m", "algorithms.train"], {"SAGEMAKER_BASE_DIR": str(base), "ALGORITHM": algorithm}, log
-    )
+    env = {"SAGEMAKER_BASE_DIR": str(base), "ALGORITHM": algorithm, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = start([sys.executable, "-m", "algorithms.train"], env, log, cwd=src)
     rss = wait(proc, log)
     return time.perf_counter() - t0, rss, log.read_text()
 
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="runs of each; the fastest is reported")
     p.add_argument("--skip-linear", action="store_true")
     p.add_argument("--work", type=Path, default=Path("/tmp/training-bench"))
+    p.add_argument("--compare-src", type=Path, help="also run the entry points of this source tree")
     p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bare:
@@ -170,19 +174,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.rows:,} rows, {ROUNDS} rounds, max_depth {DEPTH}; fastest of {args.repeats}; RSS = peak of the child")
     for fmt in args.formats.split(","):
         data = make_data(args.work, args.rows, fmt)
-        print(f"\n{fmt}: {data} ({data.stat().st_size / 2**20:.0f} MiB)")
+        print(f"\n{fmt}: {data} ({data.stat().st_size / 2**20:.0f} MiB); load average {load()}")
         ours = min(run_ours(args.work, data, fmt, "xgboost", HYPERPARAMETERS) for _ in range(args.repeats))
         base = min(run_bare(args.work, data, fmt) for _ in range(args.repeats))
         print(f"  ours  xgboost   {ours[0]:6.2f} s  {ours[1] / 1024:6.0f} MiB   ({phases(ours[2])})")
         print(f"  bare  xgboost   {base[0]:6.2f} s  {base[1] / 1024:6.0f} MiB   ({base[2].strip()})")
         print(f"  ratio           {ours[0] / base[0]:6.2f} x  {ours[1] / base[1]:6.2f} x   (targets: 1.1 x, 1.5 x)")
+        if args.compare_src:
+            old = min(
+                run_ours(args.work, data, fmt, "xgboost", HYPERPARAMETERS, args.compare_src)
+                for _ in range(args.repeats)
+            )
+            print(f"  src   xgboost   {old[0]:6.2f} s  {old[1] / 1024:6.0f} MiB   ({phases(old[2])}; previous)")
         if "2" in args.hosts.split(","):
             seconds, rss = run_two_hosts(args.work, data, fmt)
             print(f"  2 local hosts   {seconds:6.2f} s  {' + '.join(f'{r / 1024:.0f}' for r in rss)} MiB")
         if not args.skip_linear:
             lin = min(run_ours(args.work, data, fmt, "linear", {"target": "price"}) for _ in range(args.repeats))
             print(f"  ours  linear    {lin[0]:6.2f} s  {lin[1] / 1024:6.0f} MiB   ({phases(lin[2])})")
+            if args.compare_src:
+                old = min(
+                    run_ours(args.work, data, fmt, "linear", {"target": "price"}, args.compare_src)
+                    for _ in range(args.repeats)
+                )
+                print(f"  src   linear    {old[0]:6.2f} s  {old[1] / 1024:6.0f} MiB   ({phases(old[2])})")
+        print(f"  load average at the end: {load()}")
     return 0
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":
