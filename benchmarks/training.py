@@ -15,7 +15,9 @@ settings: 100 rounds, max_depth 6, eta 0.1, hist, 256 bins, every core, no valid
   half); wall time until both exit, peak RSS of each;
 - **linear**: the linear image's entry point (default hyperparameters) on the same file;
 - ``--compare-src DIR``: also the entry points of another source tree (e.g. ``git archive main`` unpacked), run
-  with this interpreter, so a change is measured against its predecessor in the same run.
+  with this interpreter, so a change is measured against its predecessor in the same run;
+- ``--omp-passive``: ``OMP_WAIT_POLICY=PASSIVE`` for every child alike (on an oversubscribed machine OpenMP's
+  spinning threads dominate every XGBoost figure).
 
 Prints the machine (other load on a shared machine stretches every figure; compare ratios within one run).
 """
@@ -164,13 +166,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-linear", action="store_true")
     p.add_argument("--work", type=Path, default=Path("/tmp/training-bench"))
     p.add_argument("--compare-src", type=Path, help="also run the entry points of this source tree")
+    p.add_argument(
+        "--omp-passive",
+        action="store_true",
+        help="OMP_WAIT_POLICY=PASSIVE for every child (a shared, overloaded machine: spinning threads there made "
+        "100 rounds 5x slower)",
+    )
     p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bare:
         bare(args.bare)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by every child alike
     print(describe(["numpy", "pandas", "pyarrow", "xgboost-cpu"]))
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"{args.rows:,} rows, {ROUNDS} rounds, max_depth {DEPTH}; fastest of {args.repeats}; RSS = peak of the child")
     for fmt in args.formats.split(","):
         data = make_data(args.work, args.rows, fmt)
