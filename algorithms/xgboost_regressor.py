@@ -51,6 +51,13 @@ OBJECTIVES = (
 )
 EVAL_METRICS = ("rmse", "mae", "mape", "mphe", "rmsle")
 _ALWAYS = ("rmse", "mae")  # computed every round; r2 and mse derive from rmse
+# The labels each objective takes (XGBoost's parameter docs): XGBoost checks them in C++ and would end the job with
+# a stack trace. objective -> (bound, bound excluded, in words)
+LABEL_DOMAINS = {
+    "reg:gamma": (0.0, True, "labels > 0"),
+    "reg:tweedie": (0.0, False, "labels >= 0"),
+    "reg:squaredlogerror": (-1.0, True, "labels > -1"),
+}
 
 
 def _h(name, type_, default, **kw) -> Hyperparameter:
@@ -160,6 +167,9 @@ class XGBoostRegressor(Algorithm):
         context: TrainingContext = TrainingContext(),  # noqa: B008 (frozen dataclass, as in base.Algorithm)
     ) -> Self:
         params = {**HYPERPARAMETERS.defaults(), **self.params}
+        for ds in (train, validation):
+            if ds is not None:
+                _check_labels(ds, params["objective"])
         self.params = params
         nthread = params["nthread"] or (context.num_cpus if len(train) >= PARALLEL_ROWS else 1)
         booster_params = self._booster_params(nthread)
@@ -281,6 +291,19 @@ class XGBoostRegressor(Algorithm):
         model = cls(params, schema, booster)
         model.best_iteration = booster.num_boosted_rounds() - 1
         return model
+
+
+def _check_labels(ds: Dataset, objective: str) -> None:
+    if objective not in LABEL_DOMAINS:
+        return
+    bound, excluded, words = LABEL_DOMAINS[objective]
+    outside = np.flatnonzero(ds.y <= bound if excluded else ds.y < bound)
+    if outside.size:
+        row = int(outside[0])
+        raise UserError(
+            f"channel '{ds.name}': objective {objective} takes {words}, but row {row + 1} (in file order) has label "
+            f"{ds.y[row]:.10g} ({outside.size} of {len(ds)} rows)"
+        )
 
 
 class _Monitor(xgb.callback.TrainingCallback):

@@ -237,3 +237,22 @@ def test_every_tree_method_trains_also_without_a_depth_limit(tmp_path, raw):
     result = job.train("xgboost")
     assert result.returncode == 0, result.failure
     assert (result.model_dir / "xgboost-model.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("objective", "labels", "message"),
+    [
+        ("reg:gamma", [5.0, 0.0, 3.0], "objective reg:gamma takes labels > 0, but row 2 (in file order) has label 0"),
+        ("reg:tweedie", [-2.5, 1.0, 3.0], "objective reg:tweedie takes labels >= 0, but row 1 (in file order) has "
+         "label -2.5"),
+        ("reg:squaredlogerror", [1.0, 2.0, -1.0], "objective reg:squaredlogerror takes labels > -1, but row 3"),
+    ],
+)  # fmt: skip
+def test_labels_outside_the_objectives_domain_are_a_user_error(tmp_path, objective, labels, message):
+    """XGBoost checks these in C++: the job used to end with exit 2 and a stack trace instead of the reason."""
+    rows = "\n".join(f"{y},{i},{i % 2}" for i, y in enumerate(labels * 10)) + "\n"
+    job = OptML(tmp_path).hyperparameters(objective=objective, num_round="3")
+    job.channel("train", {"train.csv": rows})
+    result = job.train("xgboost")
+    assert result.returncode == 1, result.output
+    assert result.failure_line.startswith(f"channel 'train': {message}"), result.failure_line
