@@ -80,6 +80,10 @@ def _number(v: float) -> str:
     return repr(float(v))
 
 
+def _integer(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)  # a fractional bound stays visible to the checks
+
+
 def _text(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
@@ -240,7 +244,7 @@ def tuning_job_config(
             values = categorical_values(p, tuning=True)
             ranges["CategoricalParameterRanges"].append({"Name": name, "Values": values})
         else:
-            show = str if kind == "Integer" else _number
+            show = _integer if kind == "Integer" else _number
             bounds = {"MinValue": show(p.tune.min), "MaxValue": show(p.tune.max)}
             ranges[f"{kind}ParameterRanges"].append({"Name": name, **bounds, "ScalingType": p.tune.scaling})
     config = {
