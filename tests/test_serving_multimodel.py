@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -17,26 +16,11 @@ from algorithms import registry
 from emulators.local_server import LocalServer
 from serving import multimodel
 from serving.multimodel import MultiModel, Registry
+from tests.serving_helpers import variant
 
 pytestmark = pytest.mark.slow
 FEATURES = ["mileage", "cylinder", "doors", "cruise", "sound", "leather", "make", "body_type"]
 MME = {"SAGEMAKER_MULTI_MODEL": "true"}
-
-
-def variant(src: Path, dst: Path, algorithm: str, shift: float) -> Path:
-    """A copy of a trained model whose every prediction is ``shift`` higher: tells the models apart."""
-    shutil.copytree(src, dst)
-    if algorithm == "linear":
-        path = dst / "linear-model.json"
-        doc = json.loads(path.read_text())
-        doc["intercept"] += shift
-    else:
-        path = dst / "xgboost-model.json"
-        doc = json.loads(path.read_text())
-        params = doc["learner"]["learner_model_param"]
-        params["base_score"] = f"[{float(params['base_score'].strip('[]')) + shift}]"
-    path.write_text(json.dumps(doc))
-    return dst
 
 
 @pytest.fixture(scope="module")
