@@ -92,13 +92,19 @@ def available_memory() -> int | None:
     """Memory the container can still take: up to its cgroup limit, and what the machine has available."""
     available = _meminfo("MemAvailable")
     limit = _cgroup_limit()
-    if limit is not None:
+    if limit is None:
+        return available
+    cgroups = (
+        ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat", "inactive_file"),
+        ("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"),
+    )
+    for usage_file, stat_file, reclaimable in cgroups:
         with contextlib.suppress(OSError, ValueError):
-            for path in ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"):
-                if os.path.exists(path):
-                    left = limit - int(Path(path).read_text().strip())
-                    available = left if available is None else min(available, left)
-                    break
+            used = int(Path(usage_file).read_text().strip())
+            # Page cache counts as usage but is reclaimed under pressure: the working set is what is held.
+            stat = dict(line.split() for line in Path(stat_file).read_text().splitlines() if line.count(" ") == 1)
+            left = limit - (used - int(stat.get(reclaimable, 0)))
+            return left if available is None else min(available, left)
     return available
 
 

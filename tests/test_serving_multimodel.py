@@ -346,3 +346,13 @@ def test_eviction_keeps_the_most_recently_used(tmp_path, models, monkeypatch):
     assert mm.memory() <= mm.budget
     mm.served("m1")  # still loaded as far as SageMaker knows: loaded again on use, evicting m0
     assert [n for n in ("m0", "m1", "m2") if mm.cached(n) is not None] == ["m1", "m2"]
+
+
+def test_a_container_short_of_memory_answers_507_and_keeps_nothing(tmp_path, models, monkeypatch):
+    monkeypatch.setattr(multimodel, "available_memory", lambda: 1000)  # bytes: less than any model's files
+    mm = MultiModel(tmp_path / "registry", env={"ALGORITHM": "linear"}, threads=1, budget=2**30)
+    (tmp_path / "registry").mkdir()
+    body = json.dumps({"model_name": "m", "url": str(models("linear")[0])}).encode()
+    status, _, text = mm.load_request(body)
+    assert status == 507 and text.decode().startswith('model "m": the container has 0.0 MiB free'), text
+    assert mm.registry.get("m") is None and mm.memory() == 0

@@ -1,0 +1,178 @@
+"""Multi-model endpoint benchmark: `python -m benchmarks.mme` (see benchmarks/README.md).
+
+Trains the serving benchmark's XGBoost model (200 trees, `python -m algorithms.train`), then in one run:
+
+  (a) invoke latency of a loaded model: single-record CSV with wrk, concurrency 1 and 8, against
+      `POST /models/m/invoke` of a multi-model server and `POST /invocations` of a single-model server (both
+      `python -m serving.serve`, the same workers and front, the same model), runs interleaved;
+  (b) load time per model: `POST /models` of N copies, one after the other (client-side wall time), with the
+      memory each worker measured;
+  (c) reload on use: a budget holding a few models, invoked round-robin so every invocation reloads its model,
+      against invocations of a model the worker holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from benchmarks.serving import CSV_RECORD, machine, row, train, wrk
+from emulators.local_server import LocalServer
+
+MME = {"SAGEMAKER_MULTI_MODEL": "true"}
+
+
+def load(url: str, name: str, directory: Path) -> float:
+    t0 = time.perf_counter()
+    r = requests.post(f"{url}/models", json={"model_name": name, "url": str(directory)}, timeout=120)
+    elapsed = time.perf_counter() - t0
+    r.raise_for_status()
+    return elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(base: Path, tmp: Path, workers: int, seconds: int, rounds: int) -> dict:
+    """(a): the same wrk runs against both servers, alternating, median over rounds."""
+    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+    empty = tmp / "mme-base"
+    empty.mkdir()
+    results: dict = {}
+    with (
+        LocalServer("xgboost", base, workers=workers, env=env) as single,
+        LocalServer("xgboost", empty, workers=workers, env={**env, **MME}) as multi,
+    ):
+        load(multi.url, "m", base / "model")
+        targets = {"single": (single, "/invocations"), "multi": (multi, "/models/m/invoke")}
+        for server, path in targets.values():  # warm-up: every worker has loaded the model and run it
+            wrk(server.url, CSV_RECORD, "text/csv", 8, 2, tmp, path=path)
+        for c in (1, 8):
+            runs: dict[str, list[dict]] = {"single": [], "multi": []}
+            for i in range(rounds):
+                order = ("single", "multi") if i % 2 == 0 else ("multi", "single")
+                for which in order:
+                    server, path = targets[which]
+                    runs[which].append(
+                        wrk(server.url, CSV_RECORD, "text/csv", c, seconds, tmp, server.process.pid, path=path)
+                    )
+            for which, measured in runs.items():
+                results[f"{which}_c{c}"] = {
+                    key: statistics.median(r[key] for r in measured)
+                    for key in ("rps", "p50_ms", "p99_ms", "server_cpu_us", "wrk_cpu_us")
+                } | {"errors": sum(r["errors"] for r in measured)}
+    return results
+
+
+def load_times(base: Path, tmp: Path, workers: int, n: int) -> dict:
+    """(b): N copies of the model loaded one after the other."""
+    copies = []
+    for i in range(n):
+        copies.append(tmp / "models" / f"m{i}" / "model")
+        shutil.copytree(base / "model", copies[-1])
+    empty = tmp / "load-base"
+    empty.mkdir()
+    with LocalServer("xgboost", empty, workers=workers, env=MME) as server:
+        times = [load(server.url, f"m{i}", d) for i, d in enumerate(copies)]
+        log = server.log()
+    sizes = [float(x) for x in re.findall(r"loaded from .*? \(([\d.]+) MiB\)", log)]
+    return {
+        "n": n,
+        "files_mib": sum(p.stat().st_size for p in (base / "model").iterdir()) / 2**20,
+        "median_ms": statistics.median(times) * 1000,
+        "p90_ms": pct(times, 0.9) * 1000,
+        "first_ms": times[0] * 1000,  # the worker's first load also initialises the library
+        "measured_mib": statistics.median(sizes) if sizes else float("nan"),
+    }
+
+
+def reload_on_use(base: Path, tmp: Path, n: int, held: int, repeats: int) -> dict:
+    """(c): one worker, a budget of ``held`` models, ``n`` models invoked round-robin: each invocation reloads."""
+    copies = sorted((tmp / "models").glob("m*/model"))[:n]
+    size = sum(p.stat().st_size for p in (base / "model").iterdir())
+    env = {**MME, "SERVING_MME_MEMORY_MB": f"{held * size * 1.2 / 2**20:.3f}"}
+    empty = tmp / "reload-base"
+    empty.mkdir()
+    cold, warm = [], []
+    headers = {"Content-Type": "text/csv"}
+    with LocalServer("xgboost", empty, workers=1, env=env) as server, requests.Session() as session:
+        for i, d in enumerate(copies):
+            load(server.url, f"m{i}", d)
+        for _ in range(repeats):
+            for i in range(len(copies)):
+                t0 = time.perf_counter()
+                session.post(f"{server.url}/models/m{i}/invoke", data=CSV_RECORD, headers=headers).raise_for_status()
+                cold.append(time.perf_counter() - t0)
+        for _ in range(repeats * len(copies)):
+            t0 = time.perf_counter()
+            session.post(f"{server.url}/models/m0/invoke", data=CSV_RECORD, headers=headers).raise_for_status()
+            warm.append(time.perf_counter() - t0)
+        loads = [float(x) for x in re.findall(r"loaded on use in ([\d.]+) ms", server.log())]
+    return {
+        "invocations": len(cold),
+        "reloads": len(loads),
+        "load_median_ms": statistics.median(loads) if loads else float("nan"),
+        "cold_median_ms": statistics.median(cold) * 1000,
+        "warm_median_ms": statistics.median(warm) * 1000,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mme", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server and concurrency (median)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--models", type=int, default=50, help="models loaded in (b)")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found (apt-get install wrk)")
+    print("Machine:", machine(), sep="\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-mme-") as tmp_name:
+        tmp = Path(tmp_name)
+        print("\nTraining XGBoost (num_round=200, no early stopping) with python -m algorithms.train ...", flush=True)
+        base = train(tmp / "job")
+
+        print(f"\n(a) single record, wrk {args.seconds}s x {args.rounds} interleaved runs (median), "
+              f"{args.workers} workers, default front", flush=True)  # fmt: skip
+        lat = latency(base, tmp, args.workers, args.seconds, args.rounds)
+        for c in (1, 8):
+            print(row(f"single-model c{c}", lat[f"single_c{c}"]))
+            print(row(f"multi-model  c{c}", lat[f"multi_c{c}"]), flush=True)
+
+        print(f"\n(b) POST /models of {args.models} copies, one after the other", flush=True)
+        loads = load_times(base, tmp, args.workers, args.models)
+        print(f"  {loads['files_mib']:.2f} MiB of files per model; load median {loads['median_ms']:.1f} ms, "
+              f"p90 {loads['p90_ms']:.1f} ms (a worker's first: {loads['first_ms']:.0f} ms); measured in memory "
+              f"{loads['measured_mib']:.2f} MiB per model", flush=True)  # fmt: skip
+
+        print("\n(c) reload on use: 1 worker, a budget of 4 models, 12 models invoked round-robin", flush=True)
+        reload = reload_on_use(base, tmp, 12, 4, 3)
+        print(f"  {reload['invocations']} invocations, {reload['reloads']} reloads: median "
+              f"{reload['cold_median_ms']:.1f} ms per invocation (the reload itself {reload['load_median_ms']:.1f} ms, "
+              f"the rest the new booster's first prediction), vs {reload['warm_median_ms']:.2f} ms for a held model",
+              flush=True)  # fmt: skip
+
+    print("\nTargets (issue #13, ratios within this run):")
+    for c in (1, 8):
+        single, multi = lat[f"single_c{c}"], lat[f"multi_c{c}"]
+        p50 = multi["p50_ms"] / single["p50_ms"]
+        rps = multi["rps"] / single["rps"]
+        cpu = multi["server_cpu_us"] / single["server_cpu_us"]
+        print(f"  c{c}: multi-model / single-model: p50 latency {p50:.2f}x, throughput {rps:.2f}x, server CPU per "
+              f"request {cpu:.2f}x ({'met' if p50 <= 1.10 else 'MISSED'}: latency within 10%)")  # fmt: skip
+    print("Note: wrk runs on the same cores as the server; other load on the machine moves every figure.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
