@@ -27,6 +27,7 @@ import base64
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import json
 import logging
@@ -161,9 +162,12 @@ class Registry:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
+        # The invoke path looks a name up on every request: hashing and pathlib cost more than the stat itself.
+        self._path = functools.lru_cache(maxsize=4096)(self._file)
 
-    def _path(self, name: str) -> Path:
-        return self.directory / (hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest() + ".json")
+    def _file(self, name: str) -> str:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+        return os.path.join(self.directory, digest + ".json")
 
     def add(self, name: str, url: str) -> bool:
         """Register; False when the name is registered already (atomic across workers: link(2) never replaces)."""
@@ -180,14 +184,15 @@ class Registry:
 
     def remove(self, name: str) -> bool:
         try:
-            self._path(name).unlink()
+            os.unlink(self._path(name))
             return True
         except FileNotFoundError:
             return False
 
     def get(self, name: str) -> dict | None:
         try:
-            entry = json.loads(self._path(name).read_bytes())
+            with open(self._path(name), "rb") as f:
+                entry = json.loads(f.read())
         except (FileNotFoundError, ValueError):  # ValueError: never, the file is complete before it is linked
             return None
         return entry if entry.get("modelName") == name else None
