@@ -42,6 +42,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from algorithms import registry as algorithms
 from core.errors import ConfigurationError, UserError
 from serving import model
@@ -440,10 +442,10 @@ class MultiModel:
             if not self._warm:
                 # A worker's first load also initialises the library's own state (xgboost: ~2 MiB, once): load
                 # once unmeasured, so that this size is not charged to the first model.
-                self._warm = model.load(self.env, threads=self.threads, directory=directory).ready
+                self._warm = self._open(directory).ready
             trim()
             before = rss()
-            served = model.load(self.env, threads=self.threads, directory=directory)
+            served = self._open(directory)
             if not served.ready:
                 raise RequestError(f"model {_quote(name)}: {served.reason}", 500 if served.internal else 400)
             trim()
@@ -472,6 +474,14 @@ class MultiModel:
                 for oldest, freed in evicted:
                     log.info("model %s evicted (%.3f MiB, least recently used)", _quote(oldest), freed / _MIB)
             return loaded
+
+    def _open(self, directory: Path) -> Served:
+        served = model.load(self.env, threads=self.threads, directory=directory)
+        if served.ready:
+            # One prediction now: XGBoost sets a booster up on its first one (~20 ms for 600 trees, measured),
+            # which belongs to the load (and its memory to the model), not to the first invocation.
+            served.algorithm.predict(np.full((1, served.algorithm.schema.n_features), np.nan))  # type: ignore[union-attr]
+        return served
 
     def _drop(self, name: str) -> bool:
         with self._lock:
