@@ -8,7 +8,7 @@ Trains the serving benchmark's XGBoost model (200 trees, `python -m algorithms.t
   (b) load time per model: `POST /models` of N copies, one after the other (client-side wall time), with the
       memory each worker measured;
   (c) reload on use: a budget holding a few models, invoked round-robin so every invocation reloads its model,
-      against invocations of a model the worker holds.
+      against invocations of a model the worker holds (the same workers, so one numeric thread each, as in (b)).
 """
 
 from __future__ import annotations
@@ -122,16 +122,17 @@ def load_times(base: Path, tmp: Path, workers: int, n: int) -> dict:
     }
 
 
-def reload_on_use(base: Path, tmp: Path, n: int, held: int, repeats: int) -> dict:
-    """(c): one worker, a budget of ``held`` models, ``n`` models invoked round-robin: each invocation reloads."""
+def reload_on_use(base: Path, tmp: Path, workers: int, n: int, held: int, repeats: int) -> dict:
+    """(c): a budget of ``held`` models per worker, ``n`` models invoked round-robin on one keep-alive connection
+    (so one worker answers them all): each invocation reloads its model."""
     copies = sorted((tmp / "models").glob("m*/model"))[:n]
     size = sum(p.stat().st_size for p in (base / "model").iterdir())
-    env = {**MME, "SERVING_MME_MEMORY_MB": f"{held * size * 1.2 / 2**20:.3f}"}
+    env = {**MME, "SERVING_MME_MEMORY_MB": f"{workers * held * size * 1.2 / 2**20:.3f}"}
     empty = tmp / "reload-base"
     empty.mkdir()
     cold, warm = [], []
     headers = {"Content-Type": "text/csv"}
-    with LocalServer("xgboost", empty, workers=1, env=env) as server, requests.Session() as session:
+    with LocalServer("xgboost", empty, workers=workers, env=env) as server, requests.Session() as session:
         for i, d in enumerate(copies):
             load(server.url, f"m{i}", d)
         for _ in range(repeats):
@@ -184,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{loads['measured_mib']:.2f} MiB per model", flush=True)  # fmt: skip
 
         n_reload = min(12, args.models)
-        print(f"\n(c) reload on use: 1 worker, a budget of 4 models, {n_reload} models invoked round-robin", flush=True)
-        reload = reload_on_use(base, tmp, n_reload, 4, 3)
+        print(f"\n(c) reload on use: a budget of 4 models per worker, {n_reload} models invoked round-robin",
+              flush=True)  # fmt: skip
+        reload = reload_on_use(base, tmp, args.workers, n_reload, 4, 3)
         print(f"  {reload['invocations']} invocations, {reload['reloads']} reloads: median "
               f"{reload['cold_median_ms']:.1f} ms per invocation (reload {reload['load_median_ms']:.1f} ms), "
               f"vs {reload['warm_median_ms']:.2f} ms for a held model",
