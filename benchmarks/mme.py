@@ -3,8 +3,9 @@
 Trains the serving benchmark's XGBoost model (200 trees, `python -m algorithms.train`), then in one run:
 
   (a) invoke latency of a loaded model: single-record CSV with wrk, concurrency 1 and 8, against
-      `POST /models/m/invoke` of a multi-model server and `POST /invocations` of a single-model server (both
-      `python -m serving.serve`, the same workers and front, the same model), runs interleaved;
+      `POST /models/m/invoke` of a multi-model server and `POST /invocations` of a single-model server (all
+      `python -m serving.serve`, the same workers and front, the same model), runs interleaved, with a second
+      single-model server as the control: its ratio to the first is what this machine's noise alone gives;
   (b) load time per model: `POST /models` of N copies, one after the other (client-side wall time), with the
       memory each worker measured;
   (c) reload on use: a budget holding a few models, invoked round-robin so every invocation reloads its model,
@@ -45,24 +46,30 @@ def pct(values: list[float], q: float) -> float:
 
 
 def latency(base: Path, tmp: Path, workers: int, seconds: int, rounds: int) -> dict:
-    """(a): the same wrk runs against both servers, alternating, median over rounds."""
+    """(a): the same wrk runs against a single-model server, the multi-model one and, as the control, a second
+    single-model server (its ratio to the first is the noise of this machine), in rotating order; medians."""
     env = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
     empty = tmp / "mme-base"
     empty.mkdir()
     results: dict = {}
     with (
         LocalServer("xgboost", base, workers=workers, env=env) as single,
+        LocalServer("xgboost", base, workers=workers, env=env) as control,
         LocalServer("xgboost", empty, workers=workers, env={**env, **MME}) as multi,
     ):
         load(multi.url, "m", base / "model")
-        targets = {"single": (single, "/invocations"), "multi": (multi, "/models/m/invoke")}
+        targets = {
+            "single": (single, "/invocations"),
+            "multi": (multi, "/models/m/invoke"),
+            "control": (control, "/invocations"),
+        }
         for server, path in targets.values():  # warm-up: every worker has loaded the model and run it
             wrk(server.url, CSV_RECORD, "text/csv", 8, 2, tmp, path=path)
+        names = list(targets)
         for c in (1, 8):
-            runs: dict[str, list[dict]] = {"single": [], "multi": []}
+            runs: dict[str, list[dict]] = {name: [] for name in names}
             for i in range(rounds):
-                order = ("single", "multi") if i % 2 == 0 else ("multi", "single")
-                for which in order:
+                for which in names[i % 3 :] + names[: i % 3]:
                     server, path = targets[which]
                     runs[which].append(
                         wrk(server.url, CSV_RECORD, "text/csv", c, seconds, tmp, server.process.pid, path=path)
@@ -72,11 +79,12 @@ def latency(base: Path, tmp: Path, workers: int, seconds: int, rounds: int) -> d
                     key: statistics.median(r[key] for r in measured)
                     for key in ("rps", "p50_ms", "p99_ms", "server_cpu_us", "wrk_cpu_us")
                 } | {"errors": sum(r["errors"] for r in measured)}
-            # Each round's two runs are next to each other in time: their ratio drifts less with other load.
-            results[f"ratio_c{c}"] = {
-                key: statistics.median(m[key] / s[key] for m, s in zip(runs["multi"], runs["single"], strict=True))
-                for key in ("rps", "p50_ms", "server_cpu_us")
-            }
+            # A round's runs are next to each other in time: their ratio drifts less with other load.
+            for which in ("multi", "control"):
+                results[f"{which}_ratio_c{c}"] = {
+                    key: statistics.median(m[key] / s[key] for m, s in zip(runs[which], runs["single"], strict=True))
+                    for key in ("rps", "p50_ms", "server_cpu_us")
+                }
     return results
 
 
@@ -156,8 +164,8 @@ def reload_on_use(base: Path, tmp: Path, workers: int, n: int, held: int, repeat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mme", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
-    parser.add_argument("--rounds", type=int, default=5, help="wrk runs per server and concurrency (median)")
+    parser.add_argument("--seconds", type=int, default=4, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="wrk runs per server and concurrency (median)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", type=int, default=50, help="models loaded in (b)")
     args = parser.parse_args(argv)
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         lat = latency(base, tmp, args.workers, args.seconds, args.rounds)
         for c in (1, 8):
             print(row(f"single-model c{c}", lat[f"single_c{c}"]))
-            print(row(f"multi-model  c{c}", lat[f"multi_c{c}"]), flush=True)
+            print(row(f"multi-model  c{c}", lat[f"multi_c{c}"]))
+            print(row(f"control      c{c}", lat[f"control_c{c}"]), flush=True)
 
         overhead = routing_overhead(base, tmp)
 
@@ -195,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nTargets (issue #13, ratios within this run):")
     for c in (1, 8):
-        ratio = lat[f"ratio_c{c}"]
+        ratio, noise = lat[f"multi_ratio_c{c}"], lat[f"control_ratio_c{c}"]
         p50 = ratio["p50_ms"]
-        print(f"  c{c}: multi-model / single-model (median of the paired runs' ratios): p50 latency {p50:.2f}x, "
-              f"throughput {ratio['rps']:.2f}x, server CPU per request {ratio['server_cpu_us']:.2f}x "
-              f"({'met' if p50 <= 1.10 else 'MISSED'}: latency within 10%)")  # fmt: skip
+        print(f"  c{c}: multi-model / single-model (median of paired runs): p50 latency {p50:.2f}x, throughput "
+              f"{ratio['rps']:.2f}x, server CPU per request {ratio['server_cpu_us']:.2f}x "
+              f"({'met' if p50 <= 1.10 else 'MISSED'}: latency within 10%); the control (a second single-model "
+              f"server): {noise['p50_ms']:.2f}x, {noise['rps']:.2f}x, {noise['server_cpu_us']:.2f}x")  # fmt: skip
     single_cpu = lat["single_c1"]["server_cpu_us"]
     print(f"  in-process, the multi-model path adds {overhead:.1f} us per request (route + registry stat) = "
           f"{overhead / single_cpu:.1%} of the single-model server's CPU per request at c1")  # fmt: skip
