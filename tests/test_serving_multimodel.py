@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from algorithms import registry
 from emulators.local_server import LocalServer
@@ -356,3 +358,23 @@ def test_a_container_short_of_memory_answers_507_and_keeps_nothing(tmp_path, mod
     status, _, text = mm.load_request(body)
     assert status == 507 and text.decode().startswith('model "m": the container has 0.0 MiB free'), text
     assert mm.registry.get("m") is None and mm.memory() == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.binary(max_size=200)
+    | st.text(max_size=200).map(str.encode)
+    | st.dictionaries(
+        st.sampled_from(["model_name", "url", "other"]),
+        st.none() | st.integers() | st.text(max_size=30) | st.sampled_from(["/", "/proc", "/etc/passwd", "/tmp"]),
+    ).map(lambda d: json.dumps(d).encode()),
+    name=st.text(min_size=1, max_size=40),
+)
+def test_random_requests_never_5xx(server, body, name):
+    """Whatever a client sends to /models and to a model's routes: an answer naming the problem, never a 5xx."""
+    r = requests.post(server.url + "/models", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code < 500, r.text
+    quoted = urllib.parse.quote(name, safe="")
+    for method in ("GET", "DELETE"):
+        assert requests.request(method, f"{server.url}/models/{quoted}", timeout=10).status_code < 500
+    assert invoke(server, name, body.decode("utf-8", "replace")).status_code < 500
