@@ -5,21 +5,19 @@ same output prefix (here: write the same folder), and ``merge`` over that prefix
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from harness import capturegen
 from monitoring import datacapture, merge, monitor
-from monitoring.sketches import rank_error
 from tests.test_monitoring_support import (
     START,
     WINDOW,
+    assert_same_result,
     cars,
     features,
     make_baseline,
@@ -27,7 +25,6 @@ from tests.test_monitoring_support import (
     predictions,
     read,
     run,
-    violations,
 )
 
 HOSTS = ("algo-1", "algo-2")
@@ -95,63 +92,6 @@ def _single(tmp, mp, base, files, *extra: str) -> Path:
     src = _share(files, tmp / "single-in")
     assert run(monitor.main, monitor_args(tmp, src, base, out, *WINDOW, "--bookmark", "Disabled", *extra), mp, tmp) == 0
     return out
-
-
-DISTANCE = re.compile(r"distance: (.+) exceeds threshold")
-
-
-def sketch_quantile(numerical: dict, q: float) -> float:
-    """The q-quantile of a statistics.json KLL sketch (``data``: one list per level, each item weighing 2**level)."""
-    data = numerical["distribution"]["kll"]["sketch"]["data"]
-    items = np.concatenate([np.asarray(level, dtype=float) for level in data])
-    weights = np.concatenate([np.full(len(level), 2.0**lv) for lv, level in enumerate(data)])
-    order = np.argsort(items, kind="stable")
-    cum = np.cumsum(weights[order]) / weights.sum()
-    return float(items[order][min(np.searchsorted(cum, q), len(cum) - 1)])
-
-
-def assert_quantiles_within(numerical: dict, exact: np.ndarray, eps: float) -> None:
-    """Every decile of the sketch is a value whose true rank in ``exact`` is within ``eps`` of it (the KLL
-    guarantee: normalized rank error)."""
-    exact = np.sort(np.asarray(exact, dtype=float))
-    for q in np.linspace(0.05, 0.95, 19):
-        v = sketch_quantile(numerical, q)
-        lo = np.searchsorted(exact, v, "left") / len(exact)
-        hi = np.searchsorted(exact, v, "right") / len(exact)
-        assert lo - eps <= q <= hi + eps, f"quantile {q:.2f}: {v} has true rank [{lo:.4f}, {hi:.4f}], eps {eps:.4f}"
-
-
-def assert_same_result(merged: Path, single: Path, exact: pd.DataFrame | None = None) -> None:
-    """Counts, categorical statistics and moments equal; drift distances and quantiles within the KLL bound."""
-    assert read(merged / "statistics.json")["dataset"] == read(single / "statistics.json")["dataset"]
-    mv, sv = violations(merged), violations(single)
-    assert mv and [(v["feature_name"], v["constraint_check_type"]) for v in mv] == [
-        (v["feature_name"], v["constraint_check_type"]) for v in sv
-    ]
-    ms = {f["name"]: f for f in read(merged / "statistics.json")["features"]}
-    ss = {f["name"]: f for f in read(single / "statistics.json")["features"]}
-    assert ms.keys() == ss.keys()
-    k = None
-    for name, f in ms.items():
-        if "string_statistics" in f:
-            assert f["string_statistics"] == ss[name]["string_statistics"]
-            continue
-        m, s = f["numerical_statistics"], ss[name]["numerical_statistics"]
-        assert m["common"] == s["common"] and (m["min"], m["max"]) == (s["min"], s["max"])
-        for key in ("mean", "sum", "std_dev"):
-            assert m[key] == pytest.approx(s[key], rel=1e-12)
-        k = int(m["distribution"]["kll"]["sketch"]["parameters"]["k"])
-        if exact is not None:
-            for doc in (m, s):
-                assert_quantiles_within(doc, exact[name].to_numpy(), rank_error(k))
-    # each sketch's CDF is within eps of the exact one, so two runs' KS distances differ by at most 2 eps
-    assert k is not None
-    for a, b in zip(mv, sv, strict=True):
-        if a["constraint_check_type"] == "baseline_drift_check":
-            da, db = (float(DISTANCE.search(v["description"]).group(1)) for v in (a, b))
-            assert abs(da - db) <= 2 * rank_error(k)
-        else:
-            assert a == b
 
 
 def test_sharded_hosts_write_apart_and_merge_into_the_single_run(tmp_path, monkeypatch, base) -> None:
