@@ -6,6 +6,10 @@ sagemaker_monitoring_schedule_name; ours: ground_truth_source, schema_path, mode
 batch_job_name, id_columns, label_first, output_columns_position (END or START), bookmark_path (or
 ``bookmark=Disabled``), s3_prefix_map, kll_k, history_path (earlier runs, for the report's trends), report
 (Enabled/Disabled), fail_on_no_data (Enabled, Model Monitor's behaviour, or Disabled).
+
+On a job with several instances (resourceconfig.json lists more than one host) each host writes only
+``hosts/<host>/profile_state.json`` under output_path, and ``python -m monitoring.merge`` makes the run's outputs
+(``monitoring/cluster.py``).
 """
 
 from __future__ import annotations
