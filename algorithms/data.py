@@ -6,6 +6,7 @@ Formats, chosen by the channel's ContentType (media type parsed, parameters hono
 - ``text/csv`` with a header: when the ``target`` hyperparameter names the label column, or with
   ``text/csv;header=present`` (label = ``target``, else schema.json's target, else the first column).
 - ``application/x-parquet``: label = ``target`` if given, else schema.json's target if present, else column 0.
+  Read with fastparquet (a few MB), not pyarrow (155 MB), which the algorithm images leave out.
 
 Every format takes categorical string columns. A channel may hold any number of files, in sub-folders too;
 dot-files and ``schema.json`` are not data. The schema (feature names, types, levels) comes from ``schema.json``
@@ -22,6 +23,7 @@ import csv
 import io
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,13 +378,23 @@ def _read_csv(
 def _read_parquet(path: Path, schema: Schema | None, target: str | None) -> _Part:
     source = str(path)
     try:
-        frame = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a file that is not parquet
+        frame = _fastparquet().ParquetFile(source).to_pandas()
+    except Exception as e:  # fastparquet raises several types for a file that is not parquet
         raise DataError(f"not a readable parquet file: {type(e).__name__}: {e}", file=source) from None
     names = [str(c) for c in frame.columns]
     frame.columns = range(len(names))
     label_index = _label_index(names, schema, target, True, source, None)
     return _split(source, frame, names, label_index, schema, None, len(names), named=True)
+
+
+def _fastparquet():
+    # Imported on the first parquet file only: CSV training and serving never pay for it. Its import asks pandas
+    # about an option pandas 3 deprecates; that warning says nothing to a user.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*future.infer_string.*")
+        import fastparquet
+
+    return fastparquet
 
 
 def _label_index(
