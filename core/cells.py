@@ -95,7 +95,7 @@ def number_reason(text: str) -> str:
     s = trim(text)
     if _NUMBER.fullmatch(s) is None:
         if _INFINITE.fullmatch(s):
-            return f"expected a finite number, received {shown(text)}"
+            return f"expected a finite number, received {shown(text)} (send an empty value for a missing one)"
         return f"expected a number, received {shown(text)}"
     return f"{OUT_OF_RANGE}, received {shown(text)}"
 
