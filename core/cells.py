@@ -44,6 +44,7 @@ NUMBER_PATTERN = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 BOM = "\ufeff"
 _NUMBER = re.compile(NUMBER_PATTERN)
 _INFINITE = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
+LOOKS_NUMERIC_PATTERN = rf"^(?:{NUMBER_PATTERN}|(?i:[+-]?(?:inf|infinity)))$"  # looks_numeric, for pyarrow (RE2)
 _MISSING = frozenset(MISSING_TOKENS)
 # One RFC 4180 field: quoted (doubled quotes inside, no line break) or plain (no quote, comma or line break).
 _FIELD = re.compile(r'"(?:[^"\r\n]|"")*"|[^",\r\n]*')
