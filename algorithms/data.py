@@ -445,7 +445,8 @@ def _encode(name: str, parts: list[_Part], schema: Schema) -> Dataset:
         y = _relocated(lambda p=p: schema_mod.to_float(p.label, source=None, first_line=0, column="label"), p)
         missing = np.flatnonzero(np.isnan(y))
         if len(missing):
-            raise _locate(DataError("missing label (empty cell)", line=int(missing[0]), column="label"), p)
+            err = DataError("missing label (an empty cell, NA, null, ...)", line=int(missing[0]), column="label")
+            raise _locate(err, p)
         x = _relocated(lambda p=p: schema.encode(p.features, source=None, first_line=0, column_offset=0), p)
         xs.append(x)
         ys.append(y)

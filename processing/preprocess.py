@@ -372,7 +372,8 @@ def prepare(tables: list[Table], target: str, types: dict[str, str], one_hot: bo
         y = _numeric(t, target, what=f"target {target!r}")
         if np.isnan(y).any():
             i = int(np.flatnonzero(np.isnan(y))[0])
-            raise t.cell_error(i, target, f"target {target!r} is missing (empty cell); every row needs a label")
+            reason = f"target {target!r} is missing (an empty cell, NA, null, ...); every row needs a label"
+            raise t.cell_error(i, target, reason)
         cols: dict[str, object] = {target: y}
         for name, kind in types.items():
             cols[name] = _categorical(t, name) if kind == CATEGORICAL else _numeric(t, name, what=f"feature {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -449,3 +450,24 @@ def test_scalar_pandas_and_arrow_readings_agree(texts):
     else:
         np.testing.assert_array_equal(cells.numbers(pd.Series(texts)), np.array(scalar))
     assert [cells.is_missing(t) for t in texts] == cells.missing_mask(pd.Series(texts)).tolist()
+
+
+def test_the_readme_table_is_the_grammar():
+    """Each example of the README's table (between the cells markers) reads as its row says."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = text.split("<!-- cells -->\n", 1)[1].split("\n<!-- /cells -->", 1)[0]
+    rows = table.splitlines()[2:]
+    assert len(rows) >= 8
+    for row in rows:
+        examples, meaning = (c.strip() for c in row.strip("|").split("|"))
+        written = re.findall(r"`([^`]*)`", examples) + ([""] if examples.startswith("(empty)") else [])
+        for example in written:
+            (field,) = cells.split_record(example)
+            if meaning.startswith("refused: "):
+                with pytest.raises(cells.CellError) as info:
+                    cells.number(field)
+                assert info.value.reason.startswith(meaning.removeprefix("refused: ") + ", received"), example
+            elif meaning == "missing":
+                assert math.isnan(cells.number(field)), example
+            else:
+                assert cells.number(field) == float(meaning.split()[0]), example

@@ -237,13 +237,13 @@ def test_unparsable_number_in_header_csv_and_parquet(tmp_path):
 
 def test_missing_label(tmp_path):
     assert error(tmp_path, {"d.csv": "1,2\n\n ,3\n"}).endswith(
-        "d.csv, line 3, column 1 (label): missing label (empty cell)"
+        "d.csv, line 3, column 1 (label): missing label (an empty cell, NA, null, ...)"
     )
     msg = error(tmp_path / "2", {"d.csv": "km,price\n1,2\n3,\n"}, target="price")
-    assert msg.endswith("d.csv, line 3, column 2 (price): missing label (empty cell)")
+    assert msg.endswith("d.csv, line 3, column 2 (price): missing label (an empty cell, NA, null, ...)")
     frame = pd.DataFrame({"price": [1.0, None], "km": [1.0, 2.0]})
     msg = error(tmp_path / "3", {"d.parquet": frame}, "application/x-parquet", target="price")
-    assert msg.endswith("d.parquet, row 2, column 1 (price): missing label (empty cell)")
+    assert msg.endswith("d.parquet, row 2, column 1 (price): missing label (an empty cell, NA, null, ...)")
 
 
 def test_target_not_in_header(tmp_path):
