@@ -471,3 +471,24 @@ def test_the_readme_table_is_the_grammar():
                 assert math.isnan(cells.number(field)), example
             else:
                 assert cells.number(field) == float(meaning.split()[0]), example
+
+
+def test_the_data_quality_baseline_reads_training_files_by_the_grammar(tmp_path, monkeypatch):
+    """The monitor's baseline of a training channel: a byte-order mark is not data, NA and null are missing (as
+    training saw them), inf is present but not a number, levels are trimmed."""
+    from monitoring import baseline
+    from tests.test_monitoring_support import read, run
+
+    data = tmp_path / "train"
+    data.mkdir()
+    (data / "schema.json").write_text(json.dumps(SCHEMA_DOC))
+    (data / "d.csv").write_bytes("\ufeff1,5,Buick\r\n2,NA, Saab \r\n3,null,NA\r\n4,inf,Saab\r\n".encode())
+    argv = ["--dataset-source", str(data), "--output-path", str(tmp_path / "out")]
+    assert run(baseline.main, argv, monkeypatch, tmp_path) == 0
+    features = {f["name"]: f for f in read(tmp_path / "out" / "statistics.json")["features"]}
+    mileage = features["mileage"]["numerical_statistics"]
+    assert mileage["common"] == {"num_present": 2, "num_missing": 2}
+    assert (mileage["min"], mileage["max"]) == (5.0, 5.0)
+    make = features["make"]["string_statistics"]
+    assert make["common"] == {"num_present": 3, "num_missing": 1}
+    assert {b["value"]: b["count"] for b in make["distribution"]["categorical"]["buckets"]} == {"Saab": 2, "Buick": 1}
