@@ -8,10 +8,11 @@ Input: every ``*.csv``, ``*.csv.gz``, ``*.parquet`` or ``*.pq`` file under ``--i
 concatenated. CSV files need a header line. All files must hold the same columns (any order).
 
 Column names are normalised to snake_case lowercase (``Body Type`` -> ``body_type``): Model Monitor requires it.
-A column is categorical when most of its non-empty values are not numbers (or when named in ``--categorical``);
-otherwise it is numeric and every non-empty value must be a number. An empty cell is a missing value, allowed in
-features, not in the target. Categorical levels come from the whole input before splitting, so validation and
-test never hold a level that schema.json does not know.
+Cells follow the cell grammar of every stage (core.cells). A column is categorical when most of its non-missing
+values are not numbers (or when named in ``--categorical``); otherwise it is numeric and every non-missing value
+must be a number. A missing cell (empty, NA, null, ...) is allowed in features, not in the target. Categorical
+levels come from the whole input before splitting, so validation and test never hold a level that schema.json
+does not know.
 
 Output (default ``/opt/ml/processing/output``): ``train/train.csv``, ``validation/validation.csv``,
 ``test/test.csv`` in the built-in algorithms' convention (no header, label first, features in schema order,
