@@ -18,8 +18,8 @@ transform and monitoring (the README's "One meaning for every CSV cell" has the 
   levels).
 
 Scalar functions raise ``CellError`` (a one-line reason, no location: each stage adds the file/line/column or the
-request position and its own status code). The vectorised ones take pandas/numpy columns; ``arrow_*`` take pyarrow
-arrays and import pyarrow only when called, so that this module does not make serving load pyarrow.
+request position and its own status code). The vectorised ones take pandas/numpy columns; the same grammar over
+pyarrow arrays is core/arrow_cells.py (apart, so that the images without pyarrow never import it).
 """
 
 from __future__ import annotations
@@ -262,63 +262,3 @@ def levels(cells: pd.Series | np.ndarray | Sequence[Any]) -> pd.Series:
         return text.astype("string")
     text = col.astype("string").str.strip(WHITESPACE)
     return text.mask(text.isna() | text.str.lower().isin(MISSING_TOKENS), pd.NA)
-
-
-# -- columns (pyarrow) ------------------------------------------------------------------------------------------------
-def arrow_numbers(arr: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A pyarrow string (or numeric) array as (float64 values with NaN for missing and refused cells, mask of the
-    refused cells: not a number, not finite or out of range)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    t = arr.type
-    if pa.types.is_floating(t) or pa.types.is_integer(t):
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        with np.errstate(invalid="ignore"):
-            bad = np.abs(values) > MAX_MAGNITUDE
-        values = np.where(bad, np.nan, values) + 0.0
-        return values, bad
-    if pa.types.is_null(t):
-        return np.full(len(arr), np.nan), np.zeros(len(arr), dtype=bool)
-    if pa.types.is_large_string(t):
-        arr = pc.cast(arr, pa.string())
-    try:  # clean columns: Arrow's own parse, which agrees with the grammar where it yields a number that is not NaN
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = None
-    if values is not None and np.isnan(values).sum() == arr.null_count:
-        with np.errstate(invalid="ignore"):
-            bad = np.abs(values) > MAX_MAGNITUDE
-        return np.where(bad, np.nan, values) + 0.0, bad
-    text = pc.utf8_trim(arr, characters=WHITESPACE)
-    missing = _arrow_missing(text)
-    form = pc.and_(pc.invert(missing), pc.fill_null(pc.match_substring_regex(text, f"^(?:{NUMBER_PATTERN})$"), False))
-    values = pc.cast(pc.if_else(form, text, pa.scalar(None, pa.string())), pa.float64()).to_numpy(zero_copy_only=False)
-    missing_np = missing.to_numpy(zero_copy_only=False)
-    with np.errstate(invalid="ignore"):
-        bad = ~missing_np & ~(np.abs(values) <= MAX_MAGNITUDE)  # not a number (NaN) or out of range
-    values = np.where(bad, np.nan, values) + 0.0
-    return values, bad
-
-
-def arrow_levels(arr: Any) -> Any:
-    """A pyarrow array of categorical cells as trimmed strings, null for missing cells."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = pc.cast(arr, pa.string())
-    text = pc.utf8_trim(arr, characters=WHITESPACE)
-    missing = _arrow_missing(text)
-    return pc.if_else(missing, pa.scalar(None, text.type), text)
-
-
-def _arrow_missing(text: Any) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), value_set=pa.array(MISSING_TOKENS)))

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core import cells
+from core import arrow_cells, cells
 
 # Model Monitor's own baselines show k=2048 (Deequ's default sketch size). At that k DataSketches' KLL keeps
 # every value up to 2048 values (exact) and its normalized rank error is 0.14 % (99 % confidence).
@@ -207,7 +207,7 @@ class CategoricalSketch:
         if not n:
             return
         # missing by the cell grammar (empty, NA, null, ...), levels trimmed: as training read them
-        levels = cells.arrow_levels(arr)
+        levels = arrow_cells.arrow_levels(arr)
         present = levels.filter(pc.is_valid(levels))
         self.num_missing += n - len(present)
         if not len(present):
@@ -298,10 +298,10 @@ def to_numbers(values: Any) -> tuple[np.ndarray, int]:
         if pa.types.is_boolean(t):
             return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), 0
         if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t):
-            x, bad = cells.arrow_numbers(values)
+            x, bad = arrow_cells.arrow_numbers(values)
             return x, int(bad.sum())
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            x, bad = cells.arrow_numbers(values)
+            x, bad = arrow_cells.arrow_numbers(values)
             return x, int(bad.sum())
         values = values.to_pylist()
     return _numbers_from_objects(values)

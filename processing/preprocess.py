@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core import cells
+from core import arrow_cells, cells
 from core.errors import DataError, UserError
 from core.schema import CATEGORICAL, NUMERIC, Feature, Schema
 
@@ -314,8 +314,8 @@ def _arrow(col: pd.Series) -> pa.Array:
 def _parse(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(float values with NaN for missing and refused cells, mask of the refused cells), by core.cells."""
     if _is_numeric_dtype(col):
-        return cells.arrow_numbers(pa.array(col.to_numpy(dtype=np.float64, na_value=np.nan), from_pandas=True))
-    return cells.arrow_numbers(_arrow(col))
+        return arrow_cells.arrow_numbers(pa.array(col.to_numpy(dtype=np.float64, na_value=np.nan), from_pandas=True))
+    return arrow_cells.arrow_numbers(_arrow(col))
 
 
 def _count_numbers(col: pd.Series) -> tuple[int, int]:
@@ -323,7 +323,7 @@ def _count_numbers(col: pd.Series) -> tuple[int, int]:
     if _is_numeric_dtype(col):
         n = int(col.notna().sum())
         return n, n
-    text = cells.arrow_levels(_arrow(col))
+    text = arrow_cells.arrow_levels(_arrow(col))
     numeric = pc.match_substring_regex(text, cells.LOOKS_NUMERIC_PATTERN)
     return len(text) - text.null_count, int(pc.sum(numeric).as_py() or 0)
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from algorithms.data import Channel, read_channels
-from core import cells
+from core import arrow_cells, cells
 from core.errors import DataError
 from core.schema import Schema
 from emulators.local_server import LocalServer
@@ -392,7 +392,7 @@ def test_vectorised_and_arrow_columns_refuse_the_first_bad_cell():
     with pytest.raises(cells.CellError) as info:
         cells.numbers(pd.Series(["1", "NA", " 2 ", "x", "inf"]))
     assert info.value.index == 3
-    values, bad = cells.arrow_numbers(pa.array(["1", "NA", " 2 ", "x", "inf", None, "-0"]))
+    values, bad = arrow_cells.arrow_numbers(pa.array(["1", "NA", " 2 ", "x", "inf", None, "-0"]))
     assert bad.tolist() == [False, False, False, True, True, False, False]
     assert values[[0, 2]].tolist() == [1.0, 2.0] and np.isnan(values[[1, 3, 4, 5]]).all()
     assert str(values[6]) == "0.0"  # -0 is 0.0
@@ -440,7 +440,7 @@ def test_scalar_pandas_and_arrow_readings_agree(texts):
         except cells.CellError:
             scalar.append(math.nan)
             refused.append(True)
-    values, bad = cells.arrow_numbers(pa.array(texts))
+    values, bad = arrow_cells.arrow_numbers(pa.array(texts))
     assert bad.tolist() == refused
     np.testing.assert_array_equal(values, np.array(scalar))
     if any(refused):
