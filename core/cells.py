@@ -28,10 +28,12 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where used: serving single records never loads it
+    import pandas as pd
 
 # The largest magnitude a feature or label may have, in training and serving alike: XGBoost works in float32, so
 # anything larger becomes inf inside it, and the linear model's squares overflow well before float64's limit.
@@ -201,11 +203,15 @@ def pandas_na_values() -> list[str]:
 
 # -- columns (pandas / numpy) ----------------------------------------------------------------------------------------
 def _is_float_column(col: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
 
 
 def numbers(cells: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
     """A column as float64, NaN for missing cells; CellError (with ``index``) for the first refused cell."""
+    import pandas as pd
+
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
     if _is_float_column(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -247,6 +253,8 @@ def out_of_range(col: pd.Series) -> bool:
 
 
 def missing_mask(cells: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
+    import pandas as pd
+
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
     if _is_float_column(col):
         return col.isna().to_numpy(dtype=bool)
@@ -256,6 +264,8 @@ def missing_mask(cells: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
 
 def levels(cells: pd.Series | np.ndarray | Sequence[Any]) -> pd.Series:
     """A categorical column as trimmed strings, <NA> for missing cells (numbers read by a parser: 4.0 -> "4")."""
+    import pandas as pd
+
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
     if _is_float_column(col):
         text = col.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))))

@@ -18,10 +18,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where used: serving single records never loads it
+    import pandas as pd
 
 from core import cells
 from core.cells import MAX_MAGNITUDE, OUT_OF_RANGE  # noqa: F401 (defined with the cell grammar, imported from here)
@@ -140,6 +142,8 @@ class Schema:
     def infer(cls, frame: pd.DataFrame, target: str | None = None) -> Schema:
         """Numeric columns stay numeric; any column holding a non-numeric value is categorical (sorted levels).
         Cells follow core.cells: missing tokens are no level, levels are trimmed."""
+        import pandas as pd
+
         features = []
         for name in frame.columns:
             if name == target:

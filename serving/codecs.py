@@ -27,10 +27,13 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pandas is imported where used: serving single records never loads it
+    pass
 import orjson
-import pandas as pd
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 
@@ -129,6 +132,8 @@ def _precise_csv(text: str, parser: RecordParser) -> np.ndarray:
 def _vectorised_csv(body: bytes, parser: RecordParser) -> np.ndarray | None:
     """Large unquoted UTF-8 bodies: pandas' C parser plus vectorised checks. Returns None whenever the result
     could differ from _precise_csv; the caller then runs that, which names the problem (or accepts the body)."""
+    import pandas as pd
+
     body = body.rstrip()
     # pandas would drop a byte-order mark, end a line at a lone CR and skip vertical tabs and form feeds around a
     # number: the cell grammar says otherwise, so such bodies take the reference path.
