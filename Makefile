@@ -11,7 +11,7 @@ ASL_DEFINITIONS := $(wildcard pipelines/definitions/*.asl.json)
 
 .PHONY: setup demo test lint images clean
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt requirements/constraints.txt
+$(STAMP): $(wildcard requirements/*.txt)
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) else f"Python 3.11 is required, found {v.major}.{v.minor} at {sys.executable} (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \

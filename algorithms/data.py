@@ -6,6 +6,7 @@ Formats, chosen by the channel's ContentType (media type parsed, parameters hono
 - ``text/csv`` with a header: when the ``target`` hyperparameter names the label column, or with
   ``text/csv;header=present`` (label = ``target``, else schema.json's target, else the first column).
 - ``application/x-parquet``: label = ``target`` if given, else schema.json's target if present, else column 0.
+  Read with fastparquet (a few MB), not pyarrow (155 MB), which the algorithm images leave out.
 
 Every format takes categorical string columns. A channel may hold any number of files, in sub-folders too;
 dot-files and ``schema.json`` are not data. The schema (feature names, types, levels) comes from ``schema.json``
@@ -18,10 +19,9 @@ pads short rows) and maps rows to line numbers, so every error names the file, l
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
-import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from algorithms.base import Dataset
+from core import cells
 from core import schema as schema_mod
 from core.errors import DataError, SchemaError, UserError
 from core.schema import Schema
@@ -51,7 +52,7 @@ SUPPORTED = ("text/csv", "text/csv;header=present", "application/x-parquet")
 CHANNELS = ("train", "validation", "test")
 # Numeric-looking columns with a few non-numbers are typos, not categories (see _infer_schema).
 _NUMERIC_MAJORITY = 0.5
-_LONE_CR = re.compile(rb"\r(?!\n)")
+_NA_VALUES = cells.pandas_na_values()  # the cell grammar's missing tokens, for pandas' parser
 
 
 @dataclass(frozen=True)
@@ -210,9 +211,8 @@ def _infer_schema(parts: list[_Part]) -> Schema:
         if pd.api.types.is_numeric_dtype(col.dtype):
             features.extend(Schema.infer(frame[[name]]).features)
             continue
-        counts = col.astype("string").str.strip().value_counts(dropna=True)
-        counts = counts[counts.index != ""]
-        numeric = pd.to_numeric(pd.Series(counts.index, dtype="string"), errors="coerce").notna().to_numpy()
+        counts = cells.levels(col).value_counts(dropna=True)
+        numeric = np.array([cells.looks_numeric(v) for v in counts.index], dtype=bool)
         share = counts.to_numpy()[numeric].sum() / max(counts.sum(), 1)
         if numeric.any() and not numeric.all() and share > _NUMERIC_MAJORITY:
             for p in parts:
@@ -270,11 +270,12 @@ def _read_parts(channel: Channel, schema: Schema | None, target: str | None) -> 
     return parts
 
 
-def _scan_lines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _scan_lines(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Field count and 1-based line number of every non-blank record.
 
-    Vectorised when the file has no quotes (fields then cannot hold commas or newlines); the csv module
-    otherwise. Blank (whitespace-only) lines are skipped, as pandas skips them.
+    Vectorised when the file has no quotes (fields then cannot hold commas or newlines); otherwise each line is
+    split by the cell grammar (core.cells: RFC 4180, no line break in a cell), which names a malformed one.
+    Blank (whitespace-only) lines are skipped, as pandas skips them.
     """
     if b'"' not in data:
         buf = np.frombuffer(data, dtype=np.uint8)
@@ -289,25 +290,24 @@ def _scan_lines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
             keep[i] = bool(data[starts[i] : ends[i]].strip())
         return fields[keep], np.flatnonzero(keep) + 1
     counts, lines = [], []
-    reader = csv.reader(io.StringIO(data.decode("utf-8")))
-    start = 1
-    for record in reader:
-        blank = not record or (len(record) == 1 and not record[0].strip())
-        if not blank:
-            counts.append(len(record))
-            lines.append(start)
-        start = reader.line_num + 1
+    for number, line in enumerate(data.decode("utf-8").split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        try:
+            counts.append(len(cells.split_record(line)))
+        except cells.CellError as e:
+            raise DataError(e.reason, file=source, line=number, column=e.column) from None
+        lines.append(number)
     return np.asarray(counts, dtype=np.int64), np.asarray(lines, dtype=np.int64)
 
 
 def _refuse_lone_cr(data: bytes, source: str) -> None:
-    """A CR not followed by LF: pandas would read a CR-only file as one row with thousands of columns."""
-    found = _LONE_CR.search(data)
-    if found is None or b'"' in data[: found.start()]:  # inside quotes a CR may be data: pandas reads that right
-        return
-    at = found.start()
-    line = data[:at].count(b"\n") + 1
-    raise DataError("line ends with a lone CR (carriage return); use LF or CRLF line endings", file=source, line=line)
+    """A CR not followed by LF: pandas would read a CR-only file as one row with thousands of columns. Inside
+    quotes too: the cell grammar has no line break in a cell."""
+    at = cells.lone_cr(data)
+    if at is not None:
+        raise DataError(cells.LONE_CR, file=source, line=data[:at].count(b"\n") + 1)
 
 
 def _decode(data: bytes, charset: str, source: str) -> bytes:
@@ -320,7 +320,7 @@ def _decode(data: bytes, charset: str, source: str) -> bytes:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise DataError(f"not valid {charset} text (byte {e.start})", file=source, line=line) from None
-    return data.removeprefix(b"\xef\xbb\xbf")
+    return cells.strip_bom(data)
 
 
 def _read_csv(
@@ -329,13 +329,13 @@ def _read_csv(
     source = str(path)
     data = _decode(path.read_bytes(), charset, source)
     _refuse_lone_cr(data, source)
-    fields, lines = _scan_lines(data)
+    fields, lines = _scan_lines(data, source)
     if not len(fields):
         return _Part(source, pd.DataFrame(), pd.Series([], dtype=float), lines, [], "", width=0)
 
     if header:
         first = data.decode("utf-8").lstrip("\r\n\t ").split("\n", 1)[0]
-        names = [n.strip() for n in next(csv.reader([first]))]
+        names = [n.strip() for n in cells.split_record(first.removesuffix("\r"))]
         expected, expected_from = len(names), f"the header on line {lines[0]}"
     elif schema is not None:
         names = [schema.target or "label", *schema.names]
@@ -360,16 +360,15 @@ def _read_csv(
     dtype = None
     if schema is not None:
         dtype = {names.index(f.name): str for f in schema.features if f.is_categorical and f.name in names}
-    frame = pd.read_csv(
-        io.BytesIO(data),
-        header=None,
-        names=range(expected),
-        skiprows=int(lines[0]) if header else None,
-        dtype=dtype,
-        skip_blank_lines=True,
-        engine="c",
-        encoding="utf-8",
-    )
+    read = dict(header=None, skiprows=int(lines[0]) if header else None, skip_blank_lines=True, engine="c")
+    read.update(encoding="utf-8", keep_default_na=False, na_values=_NA_VALUES)
+    frame = pd.read_csv(io.BytesIO(data), names=range(expected), dtype=dtype, **read)
+    # pandas reads inf, Infinity and 1e400 as infinite floats: such columns are read again as text, so that the
+    # error shows the cell as written, as every other stage does.
+    refused = [j for j in frame.columns if cells.out_of_range(frame[j])]
+    if refused:
+        text = pd.read_csv(io.BytesIO(data), names=range(expected), usecols=refused, dtype=str, **read)
+        frame[refused] = text[refused]
     rows = lines[1:] if header else lines
     return _split(source, frame, names, label_index, schema if header else None, rows, expected, named=header)
 
@@ -377,13 +376,23 @@ def _read_csv(
 def _read_parquet(path: Path, schema: Schema | None, target: str | None) -> _Part:
     source = str(path)
     try:
-        frame = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a file that is not parquet
+        frame = _fastparquet().ParquetFile(source).to_pandas()
+    except Exception as e:  # fastparquet raises several types for a file that is not parquet
         raise DataError(f"not a readable parquet file: {type(e).__name__}: {e}", file=source) from None
     names = [str(c) for c in frame.columns]
     frame.columns = range(len(names))
     label_index = _label_index(names, schema, target, True, source, None)
     return _split(source, frame, names, label_index, schema, None, len(names), named=True)
+
+
+def _fastparquet():
+    # Imported on the first parquet file only: CSV training and serving never pay for it. Its import asks pandas
+    # about an option pandas 3 deprecates; that warning says nothing to a user.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*future.infer_string.*")
+        import fastparquet
+
+    return fastparquet
 
 
 def _label_index(
@@ -467,7 +476,8 @@ def _encode(name: str, parts: list[_Part], schema: Schema) -> Dataset:
             missing = np.flatnonzero(np.isnan(y[rows]))
             if len(missing):
                 line = start + int(missing[0])
-                raise _locate(DataError("missing label (empty cell)", line=line, column="label"), p)
+                err = DataError("missing label (an empty cell, NA, null, ...)", line=line, column="label")
+                raise _locate(err, p)
             X[rows] = _relocated(
                 lambda features=features, start=start: schema.encode(
                     features, source=None, first_line=start, column_offset=0

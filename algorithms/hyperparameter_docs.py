@@ -12,14 +12,21 @@ from algorithms import registry
 from algorithms.train import hyperparameter_spec
 from core.errors import ConfigurationError
 
-HEADER = "| name | type | default | allowed | description |\n|---|---|---|---|---|"
+HEADER = "| name | type | default | allowed | tuning range | description |\n|---|---|---|---|---|---|"
 
 
 def table(algorithm: str) -> str:
+    spec = hyperparameter_spec(registry.get(algorithm))
     rows = [HEADER]
-    for r in hyperparameter_spec(registry.get(algorithm)).as_table():
+    for r in spec.as_table():
         default = "" if r["default"] is None else str(r["default"]).lower() if r["type"] == "boolean" else r["default"]
-        rows.append(f"| `{r['name']}` | {r['type']} | {default} | {r['allowed']} | {r['description']} |")
+        rows.append(
+            f"| `{r['name']}` | {r['type']} | {default} | {r['allowed']} | {r['tuning']} | {r['description']} |"
+        )
+    rules = spec.rules_text()
+    if rules:
+        rows += ["", "Rules (a value that would be ignored is refused; the default always passes):", ""]
+        rows += [f"- {rule}" for rule in rules]
     return "\n".join(rows)
 
 

@@ -1,7 +1,10 @@
 """Hyperparameters declared as data and validated in one place.
 
 SageMaker passes every hyperparameter as a string. Each algorithm declares a ``HyperparameterSpec``; the
-training entry point calls ``spec.validate(raw)`` once and hands the typed result down.
+training entry point calls ``spec.validate(raw)`` once and hands the typed result down. The same declarations
+give the README's tables and the algorithm's ``CreateAlgorithm`` / tuning specification
+(``pipelines.algorithm_spec``): each hyperparameter's type and range, how tuning searches it (``Tune``), and the
+rules between hyperparameters (``OnlyWith``).
 """
 
 from __future__ import annotations
@@ -14,9 +17,42 @@ from typing import Any
 from core.errors import HyperparameterError
 
 REQUIRED = object()  # sentinel default: the hyperparameter must be given
+# Integers are 32-bit: XGBoost's integer parameters overflow beyond (max_bin=1e12 crashed training) and SageMaker's
+# Integer hyperparameter ranges are the same width.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")  # HyperParameterScalingType
 
 _TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 _ARTICLES = {int: "an", float: "a", str: "a", bool: "a"}
+
+
+@dataclass(frozen=True)
+class Tune:
+    """How automatic model tuning searches a hyperparameter (its presence makes the hyperparameter tunable).
+
+    Numbers: [min, max] with a scaling type (AWS: Logarithmic needs min > 0; ReverseLogarithmic is for numbers in
+    [0, 1) only). Choices and booleans: ``values`` (default: every allowed value).
+    """
+
+    min: float | None = None
+    max: float | None = None
+    scaling: str = "Auto"
+    values: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class OnlyWith:
+    """A value of ``name`` other than its default is used only when another hyperparameter has one of some values.
+
+    Such a value given otherwise would be silently ignored, so it is refused. The default always passes: the
+    SageMaker SDK's AlgorithmEstimator sends every declared default, whatever else is set.
+    """
+
+    name: str
+    when: tuple[tuple[str, tuple[Any, ...]], ...]  # (hyperparameter, its values): any one suffices
+
+    def condition(self) -> str:
+        return " or ".join(f"{n}={v[0]}" if len(v) == 1 else f"{n} in ({', '.join(map(str, v))})" for n, v in self.when)
 
 
 @dataclass(frozen=True)
@@ -30,6 +66,15 @@ class Hyperparameter:
     description: str = ""
     min_exclusive: bool = False
     max_exclusive: bool = False
+    tune: Tune | None = None  # tunable, and how
+
+    def __post_init__(self):
+        if self.type is int and self.choices is None:
+            # The implicit 32-bit bounds become the declared ones, so messages, README and AWS spec all show them.
+            if self.min is None or self.min < INT_MIN:
+                object.__setattr__(self, "min", INT_MIN)
+            if self.max is None or self.max > INT_MAX:
+                object.__setattr__(self, "max", INT_MAX)
 
     @property
     def required(self) -> bool:
@@ -89,14 +134,29 @@ class Hyperparameter:
 
 
 class HyperparameterSpec:
-    """The declared hyperparameters of one algorithm."""
+    """The declared hyperparameters of one algorithm, and the rules between them."""
 
-    def __init__(self, params: Iterable[Hyperparameter]):
+    def __init__(self, params: Iterable[Hyperparameter], rules: Iterable[OnlyWith] = ()):
         self.params: dict[str, Hyperparameter] = {}
         for p in params:
             if p.name in self.params:
                 raise ValueError(f"hyperparameter {p.name!r} declared twice")
             self.params[p.name] = p
+        self.rules: tuple[OnlyWith, ...] = tuple(rules)
+        for rule in self.rules:  # a rule naming an undeclared hyperparameter or value could never be met
+            for name in (rule.name, *(n for n, _ in rule.when)):
+                if name not in self.params:
+                    raise ValueError(f"rule on {rule.name!r}: hyperparameter {name!r} is not declared")
+            for name, values in rule.when:
+                for v in values:
+                    try:
+                        ok = self.params[name].parse(str(v)) == v
+                    except HyperparameterError:
+                        ok = False
+                    if not ok:
+                        raise ValueError(f"rule on {rule.name!r}: {name}={v!r} is not an allowed value")
+            if self.params[rule.name].required:
+                raise ValueError(f"rule on {rule.name!r}: a required hyperparameter has no default to fall back on")
 
     def __iter__(self):
         return iter(self.params.values())
@@ -128,6 +188,16 @@ class HyperparameterSpec:
                 raise HyperparameterError(f"hyperparameter '{name}': required but not given, expected {p.allowed()}")
             else:
                 values[name] = p.default
+        for rule in self.rules:
+            value = values[rule.name]
+            if value == self.params[rule.name].default:
+                continue
+            if not any(values[n] in allowed for n, allowed in rule.when):
+                received = ", ".join(f"{n}={values[n]}" for n, _ in rule.when)
+                raise HyperparameterError(
+                    f"hyperparameter '{rule.name}': received {raw[rule.name]!r}, which is used only with "
+                    f"{rule.condition()} (received {received})"
+                )
         return values
 
     def as_table(self) -> list[dict[str, Any]]:
@@ -140,9 +210,28 @@ class HyperparameterSpec:
                 "required": p.required,
                 "allowed": p.allowed(),
                 "description": p.description,
+                "tuning": _show_tune(p),
             }
             for p in self
         ]
+
+    def rules_text(self) -> list[str]:
+        """Each rule in words (README)."""
+        return [
+            f"`{r.name}` other than its default ({_show(self.params[r.name].default)}) only with {r.condition()}"
+            for r in self.rules
+        ]
+
+
+def _show_tune(p: Hyperparameter) -> str:
+    t = p.tune
+    if t is None:
+        return ""
+    if t.values is not None or p.choices is not None or p.type is bool:
+        values = t.values or p.choices or (True, False)
+        return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+    scaling = "" if t.scaling == "Auto" else f" {t.scaling.lower()}"
+    return f"[{_show(t.min)}, {_show(t.max)}]{scaling}"
 
 
 def _show(v: Any) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
 from algorithms.distributed import SINGLE, Collective, ExactProducts
-from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
+from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec, OnlyWith, Tune
 from algorithms.metrics import regression_metrics_across
 from core.errors import DataError, HyperparameterError
 from core.schema import FILENAME as SCHEMA_FILE
@@ -71,7 +71,8 @@ class _Param(Hyperparameter):
             raise HyperparameterError(f"{e}; {self.hint}") from None
 
 
-# Linear Learner's names, defaults and ranges (docs: "Linear learner hyperparameters").
+# Linear Learner's names, defaults and ranges (docs: "Linear learner hyperparameters"); tuning ranges as LL's
+# tunable hyperparameters (docs: "Tune a linear learner model").
 HYPERPARAMETERS = HyperparameterSpec(
     [
         _Param(
@@ -82,18 +83,22 @@ HYPERPARAMETERS = HyperparameterSpec(
         _Param("feature_dim", int, "auto", min=1, auto=True,
                description="Number of feature columns; checked against the data ('auto': taken from the data)."),
         Hyperparameter("epochs", int, 15, min=1, description="Maximum number of passes over the training data."),
-        Hyperparameter("mini_batch_size", int, 1000, min=1, description="Rows per optimisation step."),
+        Hyperparameter("mini_batch_size", int, 1000, min=1, description="Rows per optimisation step.",
+                       tune=Tune(100, 5000)),
         Hyperparameter("optimizer", str, "auto", choices=("auto", "adam", "sgd"), description="'auto' is adam."),
         _Param("learning_rate", float, "auto", min=0, min_exclusive=True, auto=True,
-               description="Step size ('auto': sgd 0.05; adam 0.001 from the ridge optimum, else 0.01)."),
+               description="Step size ('auto': sgd 0.05; adam 0.001 from the ridge optimum, else 0.01).",
+               tune=Tune(1e-5, 1, "Logarithmic")),
         _Param("beta_1", float, "auto", min=0, max=1, max_exclusive=True, auto=True,
                description="Adam first-moment decay ('auto': 0.9)."),
         _Param("beta_2", float, "auto", min=0, max=1, max_exclusive=True, auto=True,
                description="Adam second-moment decay ('auto': 0.999)."),
         _Param("l1", float, "auto", min=0, auto=True, description="L1 penalty ('auto': 0; LL tunes it across "
-               "parallel models, this image trains one)."),
-        _Param("wd", float, "auto", min=0, auto=True, description="L2 penalty (weight decay) ('auto': 0)."),
-        Hyperparameter("use_bias", bool, True, description="Fit an intercept (and centre data and label)."),
+               "parallel models, this image trains one).", tune=Tune(1e-7, 1, "Logarithmic")),
+        _Param("wd", float, "auto", min=0, auto=True, description="L2 penalty (weight decay) ('auto': 0).",
+               tune=Tune(1e-7, 1, "Logarithmic")),
+        Hyperparameter("use_bias", bool, True, description="Fit an intercept (and centre data and label).",
+                       tune=Tune()),
         _Param("normalize_data", bool, True, auto=True,
                description="Scale features to unit standard deviation ('auto': true)."),
         _Param("normalize_label", bool, "auto", auto=True,
@@ -115,7 +120,16 @@ HYPERPARAMETERS = HyperparameterSpec(
                        description="Epochs without relative improvement before stopping (> epochs disables)."),
         Hyperparameter("early_stopping_tolerance", float, 0.001, min=0, min_exclusive=True,
                        description="Relative loss improvement below which an epoch counts as no improvement."),
-    ]
+    ],
+    # Linear Learner's docs: beta_1/beta_2 apply to adam only, init_scale/init_sigma to their init_method; huber_delta
+    # is the huber_loss threshold. Elsewhere the value would be ignored without a word.
+    rules=[
+        OnlyWith("beta_1", (("optimizer", ("auto", "adam")),)),
+        OnlyWith("beta_2", (("optimizer", ("auto", "adam")),)),
+        OnlyWith("huber_delta", (("loss", ("huber_loss",)),)),
+        OnlyWith("init_scale", (("init_method", ("uniform",)),)),
+        OnlyWith("init_sigma", (("init_method", ("normal",)),)),
+    ],
 )  # fmt: skip
 
 

@@ -159,7 +159,7 @@ def load_config(algorithm: str | None) -> JobConfig:
 
 
 def hyperparameter_spec(plugin: type[base.Algorithm]) -> HyperparameterSpec:
-    return HyperparameterSpec([*COMMON_HYPERPARAMETERS, *plugin.hyperparameters])
+    return HyperparameterSpec([*COMMON_HYPERPARAMETERS, *plugin.hyperparameters], plugin.hyperparameters.rules)
 
 
 def validate_hyperparameters(plugin: type[base.Algorithm], raw: Mapping[str, str]) -> tuple[dict, dict]:

@@ -27,7 +27,7 @@ import xgboost as xgb
 
 from algorithms import xgboost_predict
 from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
-from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec
+from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec, OnlyWith, Tune
 from algorithms.metrics import r2_from_mse, variance_across
 from core import schema as schema_mod
 from core.errors import UserError
@@ -51,40 +51,63 @@ OBJECTIVES = (
 )
 EVAL_METRICS = ("rmse", "mae", "mape", "mphe", "rmsle")
 _ALWAYS = ("rmse", "mae")  # computed every round; r2 and mse derive from rmse
+# The labels each objective takes (XGBoost's parameter docs): XGBoost checks them in C++ and would end the job with
+# a stack trace. objective -> (bound, bound excluded, in words)
+LABEL_DOMAINS = {
+    "reg:gamma": (0.0, True, "labels > 0"),
+    "reg:tweedie": (0.0, False, "labels >= 0"),
+    "reg:squaredlogerror": (-1.0, True, "labels > -1"),
+}
 
 
 def _h(name, type_, default, **kw) -> Hyperparameter:
     return Hyperparameter(name, type_, default, **kw)
 
 
+# Tuning ranges (`tune`) follow the built-in XGBoost algorithm's tunable hyperparameters, shifted towards this
+# image's small-data defaults; Logarithmic where the range is positive and spans orders of magnitude.
 HYPERPARAMETERS = HyperparameterSpec(
     [
-        _h("num_round", int, 300, min=1, max=100_000, description="boosting rounds (upper bound under early stopping)"),
-        _h("eta", float, 0.1, min=0, max=1, min_exclusive=True, description="learning rate"),
-        _h("max_depth", int, 3, min=0, max=30, description="tree depth (0: no limit, needs tree_method=hist)"),
-        _h("min_child_weight", float, 1.0, min=0, description="minimum hessian sum in a leaf"),
-        _h("subsample", float, 1.0, min=0, max=1, min_exclusive=True, description="row sampling per tree"),
-        _h("colsample_bytree", float, 1.0, min=0, max=1, min_exclusive=True, description="column sampling per tree"),
-        _h("colsample_bylevel", float, 1.0, min=0, max=1, min_exclusive=True, description="per tree level"),
-        _h("colsample_bynode", float, 1.0, min=0, max=1, min_exclusive=True, description="per split"),
-        _h("lambda", float, 1.0, min=0, description="L2 regularisation of leaf weights"),
-        _h("alpha", float, 0.0, min=0, description="L1 regularisation of leaf weights"),
-        _h("gamma", float, 0.0, min=0, description="minimum loss reduction to split"),
-        _h("max_delta_step", float, 0.0, min=0, description="cap on leaf weight steps (0: none)"),
+        _h("num_round", int, 300, min=1, max=100_000, description="boosting rounds (upper bound under early stopping)",
+           tune=Tune(10, 2000, "Logarithmic")),
+        _h("eta", float, 0.1, min=0, max=1, min_exclusive=True, description="learning rate",
+           tune=Tune(0.01, 0.5, "Logarithmic")),
+        _h("max_depth", int, 3, min=0, max=30, description="tree depth (0: no limit)", tune=Tune(1, 10)),
+        _h("min_child_weight", float, 1.0, min=0, description="minimum hessian sum in a leaf", tune=Tune(0, 120)),
+        _h("subsample", float, 1.0, min=0, max=1, min_exclusive=True, description="row sampling per tree",
+           tune=Tune(0.5, 1)),
+        _h("colsample_bytree", float, 1.0, min=0, max=1, min_exclusive=True, description="column sampling per tree",
+           tune=Tune(0.5, 1)),
+        _h("colsample_bylevel", float, 1.0, min=0, max=1, min_exclusive=True, description="per tree level",
+           tune=Tune(0.1, 1)),
+        _h("colsample_bynode", float, 1.0, min=0, max=1, min_exclusive=True, description="per split",
+           tune=Tune(0.1, 1)),
+        _h("lambda", float, 1.0, min=0, description="L2 regularisation of leaf weights", tune=Tune(0, 1000)),
+        _h("alpha", float, 0.0, min=0, description="L1 regularisation of leaf weights", tune=Tune(0, 1000)),
+        _h("gamma", float, 0.0, min=0, description="minimum loss reduction to split", tune=Tune(0, 5)),
+        _h("max_delta_step", float, 0.0, min=0, description="cap on leaf weight steps (0: none)", tune=Tune(0, 10)),
         _h("objective", str, "reg:squarederror", choices=OBJECTIVES, description="regression objective"),
         _h("eval_metric", str, "rmse", choices=EVAL_METRICS, description="metric for early stopping"),
         _h("early_stopping_rounds", int, 30, min=0, description="patience on validation (0: off)"),
         _h("tree_method", str, "hist", choices=("hist", "approx"), description="categorical support needs these"),
-        _h("max_bin", int, 256, min=2, description="histogram bins (hist)"),
+        _h("max_bin", int, 256, min=2, description="histogram bins"),
         _h("max_cat_to_onehot", int, 4, min=1, description="one-hot splits below this many levels"),
-        _h("tweedie_variance_power", float, 1.5, min=1, max=2, min_exclusive=True, max_exclusive=True),
-        _h("huber_slope", float, 1.0, min=0, min_exclusive=True, description="for reg:pseudohubererror"),
+        _h("tweedie_variance_power", float, 1.5, min=1, max=2, min_exclusive=True, max_exclusive=True,
+           description="for reg:tweedie"),
+        _h("huber_slope", float, 1.0, min=0, min_exclusive=True,
+           description="for reg:pseudohubererror and the mphe metric"),
         _h("seed", int, 0, min=0, max=2**31 - 1, description="random seed"),
         _h("nthread", int, 0, min=0, description="threads (0: all CPUs, or 1 below 50,000 training rows)"),
         _h("checkpoint_frequency", int, 10, min=1, description="rounds between checkpoints"),
         _h("verbosity", int, 1, min=0, max=3, description="XGBoost's own logging"),
-    ]
-)
+    ],
+    # XGBoost reads these only with their objective (huber_slope also for the mphe metric); elsewhere a value would
+    # be ignored without a word. (max_depth=0 needs a tree method other than `exact`, which is not offered.)
+    rules=[
+        OnlyWith("tweedie_variance_power", (("objective", ("reg:tweedie",)),)),
+        OnlyWith("huber_slope", (("objective", ("reg:pseudohubererror",)), ("eval_metric", ("mphe",)))),
+    ],
+)  # fmt: skip
 # Ours, not XGBoost's booster parameters.
 _NOT_BOOSTER = {"num_round", "early_stopping_rounds", "checkpoint_frequency"}
 
@@ -106,7 +129,7 @@ class XGBoostRegressor(Algorithm):
         # Objective-specific parameters only with their objective (XGBoost warns about unused ones).
         if p["objective"] != "reg:tweedie":
             p.pop("tweedie_variance_power", None)
-        if p["objective"] != "reg:pseudohubererror":
+        if p["objective"] != "reg:pseudohubererror" and p["eval_metric"] != "mphe":
             p.pop("huber_slope", None)
         p["nthread"] = nthread
         # Early stopping watches the last metric; rmse and mae are always computed for the metric log.
@@ -114,6 +137,16 @@ class XGBoostRegressor(Algorithm):
         return p
 
     def _dmatrix(self, ds: Dataset, nthread: int, ref=None):
+        if self.params["tree_method"] == "approx":
+            # approx re-sketches with the hessian every round: XGBoost refuses it a QuantileDMatrix.
+            return xgb.DMatrix(
+                ds.X,
+                label=ds.y,
+                feature_types=self.schema.xgboost_feature_types(),
+                enable_categorical=True,
+                missing=np.nan,
+                nthread=nthread,
+            )
         return xgb.QuantileDMatrix(
             ds.X,
             label=ds.y,
@@ -134,6 +167,9 @@ class XGBoostRegressor(Algorithm):
         context: TrainingContext = TrainingContext(),  # noqa: B008 (frozen dataclass, as in base.Algorithm)
     ) -> Self:
         params = {**HYPERPARAMETERS.defaults(), **self.params}
+        for ds in (train, validation):
+            if ds is not None:
+                _check_labels(ds, params["objective"])
         self.params = params
         nthread = params["nthread"] or (context.num_cpus if len(train) >= PARALLEL_ROWS else 1)
         booster_params = self._booster_params(nthread)
@@ -250,6 +286,19 @@ class XGBoostRegressor(Algorithm):
         model = cls(params, schema, booster)
         model.best_iteration = booster.num_boosted_rounds() - 1
         return model
+
+
+def _check_labels(ds: Dataset, objective: str) -> None:
+    if objective not in LABEL_DOMAINS:
+        return
+    bound, excluded, words = LABEL_DOMAINS[objective]
+    outside = np.flatnonzero(ds.y <= bound if excluded else ds.y < bound)
+    if outside.size:
+        row = int(outside[0])
+        raise UserError(
+            f"channel '{ds.name}': objective {objective} takes {words}, but row {row + 1} (in file order) has label "
+            f"{ds.y[row]:.10g} ({outside.size} of {len(ds)} rows)"
+        )
 
 
 class _Monitor(xgb.callback.TrainingCallback):

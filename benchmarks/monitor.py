@@ -3,6 +3,7 @@ drift computed with plain pandas + scipy.
 
     python -m benchmarks.monitor [--lines 1000000] [--work /tmp/monitor-bench]
     python -m benchmarks.monitor --sizes 100000,1000000,2300000 --lines-per-file 0 --skip-pandas
+    python -m benchmarks.monitor --lines 10000000 --sizes 10000000 --hosts 2   # 1 vs 2 instances, plus merge
 
 Data: the synthetic used-car generator (cardata.synthetic, ``--drift older-high-mileage``) written as SageMaker
 data capture JSON Lines by ``monitoring.datacapture`` (one CSV record per request, ``--lines-per-file`` lines per
@@ -10,6 +11,14 @@ file, default 50,000; 0 puts each size in one file, the case that once held a wh
 baseline is the monitor's own baselining job on the real data. Each job runs as a child process; peak memory is
 that child's ``ru_maxrss``. Several sizes (default a tenth, then all lines) show whether memory follows the
 sketch or the data.
+
+``--hosts N`` (N > 1) also runs each size as a job on N instances would: N concurrent monitor processes, each
+with its own ``/opt/ml/config`` (resourceconfig.json naming the N hosts; processingjobconfig.json saying
+ShardedByS3Key) and every N-th capture file (hard links), all writing the same output prefix, then ``merge``
+over that prefix; it reports the hosts' wall time (until the last one ends), the merge time, their sum
+against the single process, and checks that the merged result matches it (records, violated checks, drift
+distance within the sketches' rank-error bound). On one machine the hosts share its cores: the figure shows
+the speed-up the cores allow and the cost of the merge, not N machines.
 """
 
 from __future__ import annotations
@@ -17,9 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +40,7 @@ from benchmarks.machine import describe
 from cardata import REAL_CSV, TARGET, synthetic
 from core.schema import Schema
 from monitoring import datacapture
+from monitoring.sketches import rank_error
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
@@ -106,6 +118,79 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     return seconds, usage.ru_maxrss, out
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _setting(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def run_hosts(
+    n: int, cap: Path, root: Path, common: list[str], single: dict, single_s: float, env: dict[str, str]
+) -> dict:
+    """The same job on ``n`` concurrent local hosts (ShardedByS3Key: every n-th file each), then ``merge``."""
+    if root.exists():
+        shutil.rmtree(root)
+    hosts = [f"algo-{i + 1}" for i in range(n)]
+    files = sorted(cap.rglob("*.jsonl"))
+    if len(files) < n:
+        raise SystemExit(f"{len(files)} capture files for {n} hosts: lower --lines-per-file")
+    prefix = root / "s3-output"  # every host's output LocalPath uploads to the same S3 prefix
+    argvs, envs = [], []
+    for rank, host in enumerate(hosts):
+        data = root / host / "dataset"
+        for f in files[rank::n]:
+            dest = data / f.relative_to(cap)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, dest)
+        config = root / host / "ml" / "config"
+        config.mkdir(parents=True)
+        (config / "resourceconfig.json").write_text(json.dumps({"current_host": host, "hosts": hosts}))
+        job = {"ProcessingInputs": [{"S3Input": {"LocalPath": str(data), "S3DataDistributionType": "ShardedByS3Key"}}]}
+        (config / "processingjobconfig.json").write_text(json.dumps(job))
+        argv = list(common)
+        argv[argv.index("--dataset-source") + 1] = str(data)
+        argv[argv.index("--output-path") + 1] = str(prefix)
+        argvs.append([sys.executable, "-m", "monitoring.monitor", *argv])
+        envs.append({**env, "SAGEMAKER_BASE_DIR": str(root / host / "ml")})
+    print(f"uptime before {n} hosts: {uptime()}", file=sys.stderr)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        runs = list(pool.map(run_child, argvs, envs))
+    hosts_s = time.perf_counter() - t0
+    merged = root / "merged"
+    merge_argv = [sys.executable, "-m", "monitoring.merge", "--states", str(prefix), "--output-path", str(merged)]
+    for flag in ("--baseline-statistics", "--baseline-constraints", "--start-time", "--end-time", "--report"):
+        merge_argv += [flag, _setting(common, flag)]
+    merge_s, merge_rss, _ = run_child(merge_argv, env)
+    summary = json.loads((merged / "monitoring_report.json").read_text())
+    distances = {
+        name: abs(f["drift"]["distance"] - g["drift"]["distance"])
+        for f in summary["features"]
+        for g in single["features"]
+        if f["name"] == g["name"] == (name := f["name"]) and f["drift"] and g["drift"]
+    }
+    checks = sorted((v["feature_name"], v["constraint_check_type"]) for v in summary["violations"])
+    single_checks = sorted((v["feature_name"], v["constraint_check_type"]) for v in single["violations"])
+    total = hosts_s + merge_s
+    return {
+        "hosts": n,
+        "host_s": [round(r[0], 2) for r in runs],
+        "host_peak_rss_mib": [round(r[1] / 1024, 1) for r in runs],
+        "hosts_wall_s": round(hosts_s, 2),
+        "merge_s": round(merge_s, 2),
+        "merge_peak_rss_mib": round(merge_rss / 1024, 1),
+        "hosts_plus_merge_s": round(total, 2),
+        "speedup_vs_single": round(single_s / total, 2),
+        "same_records": summary["records"] == single["records"],
+        "same_violated_checks": checks == single_checks,
+        "max_drift_distance_diff": round(max(distances.values(), default=0.0), 5),
+        "bound_2_eps_k2048": round(2 * rank_error(), 5),
+        "uptime_after": uptime(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.monitor", description=__doc__.splitlines()[0])
     p.add_argument("--lines", type=int, default=1_000_000)
@@ -114,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-pandas", action="store_true")
     p.add_argument("--sizes", help="comma-separated line counts (default: a tenth of --lines, then --lines)")
     p.add_argument("--lines-per-file", type=int, default=50_000, help="0: one file per size")
+    p.add_argument("--hosts", type=int, default=1, help="N > 1: also run each size on N local hosts + merge")
     args = p.parse_args(argv)
     print("Machine:", describe(("datasketches", "numpy", "pandas", "pyarrow", "scipy")), sep="\n", flush=True)
     work = args.work
@@ -160,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             "--report",
             "Disabled",
         ]
+        print(f"uptime before the single run: {uptime()}", file=sys.stderr)
         secs, rss, _ = run_child([py, "-m", "monitoring.monitor", *common], env)
         summary = json.loads((out / "monitoring_report.json").read_text())
         drift = {f["name"]: round(f["drift"]["distance"], 4) for f in summary["features"] if f["drift"]}
@@ -204,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
             row["max_abs_diff_vs_exact"] = round(
                 max(abs(exact[k] - (v + corr if v > 0 else exact[k])) for k, v in simple.items()), 5
             )
+        if args.hosts > 1:
+            row["hosts"] = run_hosts(args.hosts, cap, work / f"hosts-{lines}", common, summary, secs, env)
         results.append(row)
         print(json.dumps(row), file=sys.stderr)
+    print(f"uptime at the end: {uptime()}")
     print(json.dumps({"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "results": results}, indent=2))
     return 0
 

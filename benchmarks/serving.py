@@ -102,11 +102,20 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, body: str, content_type: str, connections: int, seconds: int, tmp: Path, pid: int = 0) -> dict:
+def wrk(
+    url: str,
+    body: str,
+    content_type: str,
+    connections: int,
+    seconds: int,
+    tmp: Path,
+    pid: int = 0,
+    path: str = "/invocations",
+) -> dict:
     script = tmp / f"post-{abs(hash((body, content_type)))}.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(body), content_type=content_type))
     threads = min(connections, 2)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/invocations"]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + path]
     server_cpu = cpu_seconds(pid) if pid else 0.0
     wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -18,11 +18,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+if TYPE_CHECKING:  # pandas is imported where used: serving single records never loads it
+    import pandas as pd
+
+from core import cells
+from core.cells import MAX_MAGNITUDE, OUT_OF_RANGE  # noqa: F401 (defined with the cell grammar, imported from here)
 from core.errors import DataError, SchemaError
 from core.jsonfile import read_json
 
@@ -30,10 +34,6 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 FILENAME = "schema.json"
 VERSION = 1
-# The largest magnitude a feature or label may have, in training and serving alike: XGBoost works in float32, so
-# anything larger becomes inf inside it, and the linear model's squares overflow well before float64's limit.
-MAX_MAGNITUDE = float(np.finfo(np.float32).max)
-OUT_OF_RANGE = f"expected a number of magnitude at most {MAX_MAGNITUDE:.7g}"
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,12 @@ class Schema:
                     raise bad(f"field '{where}.levels': expected a non-empty list of strings for {name!r}")
                 if len(set(lv)) != len(lv):
                     raise bad(f"field '{where}.levels': duplicate level in {name!r}")
+                odd = next((x for x in lv if cells.level(x) != x), None)
+                if odd is not None:
+                    raise bad(
+                        f"field '{where}.levels': level {odd!r} of {name!r} can never match a CSV cell "
+                        "(cells are trimmed of spaces and tabs; empty, NA, N/A, NaN, null and None are missing values)"
+                    )
                 levels = tuple(lv)
             features.append(Feature(name, ftype, levels))
         return cls(tuple(features), target)
@@ -134,7 +140,10 @@ class Schema:
     # -- inference from data --------------------------------------------------------------------------
     @classmethod
     def infer(cls, frame: pd.DataFrame, target: str | None = None) -> Schema:
-        """Numeric columns stay numeric; any column holding a non-numeric value is categorical (sorted levels)."""
+        """Numeric columns stay numeric; any column holding a non-numeric value is categorical (sorted levels).
+        Cells follow core.cells: missing tokens are no level, levels are trimmed."""
+        import pandas as pd
+
         features = []
         for name in frame.columns:
             if name == target:
@@ -143,9 +152,8 @@ class Schema:
             if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
                 features.append(Feature(str(name), NUMERIC))
                 continue
-            values = col.dropna().astype(str)
-            values = values[values != ""]
-            if pd.to_numeric(values, errors="coerce").notna().all():
+            values = cells.levels(col).dropna()
+            if values.map(cells.looks_numeric).all():
                 features.append(Feature(str(name), NUMERIC))
             else:
                 features.append(Feature(str(name), CATEGORICAL, tuple(sorted(values.unique()))))
@@ -188,32 +196,12 @@ class Schema:
 
 
 def to_float(col: pd.Series, *, source: str | None, first_line: int, column: str | int) -> np.ndarray:
-    """A column as float64; empty cells are NaN; anything else unparsable or out of range is a DataError naming
-    the cell (inf and magnitudes above MAX_MAGNITUDE included)."""
-    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        _check_range(out, lambda i: repr(float(out[i])), source, first_line, column)
-        return out
-    as_str = col.astype("string").str.strip()
-    values = pd.to_numeric(as_str.replace("", pd.NA), errors="coerce")
-    bad = values.isna() & as_str.notna() & (as_str != "")
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"expected a number, received {as_str.iloc[i]!r}", file=source, line=first_line + i, column=column
-        )
-    out = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    _check_range(out, lambda i: repr(as_str.iloc[i]), source, first_line, column)
-    return out
-
-
-def _check_range(values: np.ndarray, shown, source: str | None, first_line: int, column: str | int) -> None:
-    with np.errstate(invalid="ignore"):
-        bad = np.abs(values) > MAX_MAGNITUDE  # NaN (missing) compares False
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        what = OUT_OF_RANGE if np.isfinite(values[i]) else "expected a finite number"
-        raise DataError(f"{what}, received {shown(i)}", file=source, line=first_line + i, column=column)
+    """A column as float64 by the cell grammar (core.cells): missing cells are NaN; anything else that is not a
+    number in range is a DataError naming the cell (inf and magnitudes above MAX_MAGNITUDE included)."""
+    try:
+        return cells.numbers(col)
+    except cells.CellError as e:
+        raise DataError(e.reason, file=source, line=first_line + (e.index or 0), column=column) from None
 
 
 def _encode_categorical(
@@ -225,9 +213,9 @@ def _encode_categorical(
     column: str,
     unknown: str,
 ) -> np.ndarray:
-    as_str = col.astype("string")
+    as_str = cells.levels(col)
     mapped = as_str.map(codes, na_action="ignore").astype("Float64")
-    missing = as_str.isna() | (as_str == "")
+    missing = as_str.isna()
     unknown_mask = mapped.isna() & ~missing
     if unknown_mask.any() and unknown == "error":
         i = int(np.flatnonzero(unknown_mask.to_numpy())[0])

@@ -4,8 +4,8 @@ Rules (sagemaker dg "batch-transform-data-processing" and the DataProcessing API
 
 - Only CSV and JSON: with DataProcessing, both ContentType and Accept must be ``text/csv``,
   ``application/json`` or ``application/jsonlines``. CSV also needs SplitType ``Line`` and AssembleWith ``Line``.
-- A CSV row is a JSON array of its cells (parsed per RFC 4180 with the csv module, so a quoted comma is one
-  cell), hence only index paths apply to CSV: ``$[0]``, ``$[1:]``.
+- A CSV row is a JSON array of its cells (split by the cell grammar, core.cells: RFC 4180, so a quoted comma is
+  one cell; cells as written, untrimmed), hence only index paths apply to CSV: ``$[0]``, ``$[1:]``.
 - Join (``JoinSource=Input``) uses the ORIGINAL record, before the input filter. CSV: the output cells are
   appended to the input row (``1,2,3`` + ``7`` -> ``1,2,3,7``). JSON: an object input gets the output under
   ``SageMakerOutput`` (overwriting a key of that name, as the documentation warns); any other input becomes
@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from core import cells
 from emulators import jsonpath
 
 CSV = "text/csv"
@@ -65,13 +66,12 @@ def parse_csv(data: bytes) -> list[str]:
     if "\n" in text or "\r" in text:
         raise RecordError(f"the CSV record contains a newline; {_NO_NEWLINES}")
     try:
-        rows = list(csv.reader(io.StringIO(text), strict=True))
-    except csv.Error as err:
-        if "unexpected end of data" in str(err):
+        return cells.split_record(text)
+    except cells.CellError as err:
+        if err.reason.startswith("a quoted cell is not closed"):
             # Typically the first half of a quoted cell that held a newline.
             raise RecordError(f"the CSV record ends inside a quoted cell; {_NO_NEWLINES}") from None
-        raise
-    return rows[0] if rows else [""]
+        raise csv.Error(f"column {err.column}: {err.reason}") from None
 
 
 def dump_csv(value: Any) -> bytes:

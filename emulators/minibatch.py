@@ -1,6 +1,7 @@
 """Split an input file into records (SplitType) and pack them into mini-batches (BatchStrategy, MaxPayloadInMB).
 
 - SplitType ``Line``: one record per line (``\\n``; a ``\\r`` before it is dropped). Blank lines are not records.
+  A UTF-8 byte-order mark at the start of the file is not part of record 1 (the cell grammar, core.cells).
   SplitType ``None``: the whole file is one record.
 - MultiRecord packs as many whole records as fit in MaxPayloadInMB (MiB, like the SageMaker SDK's local mode:
   ``MaxPayloadInMB * 1024 * 1024`` bytes); SingleRecord sends one record per request. A record is never cut in two:
@@ -16,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from core.cells import strip_bom
 
 MIB = 1024 * 1024
 
@@ -55,6 +58,8 @@ def split_records(stream: BinaryIO, split_type: str) -> Iterator[Record]:
     number = 0
     for line_no, raw in enumerate(stream, start=1):
         data = raw.rstrip(b"\n").rstrip(b"\r")
+        if line_no == 1:
+            data = strip_bom(data)
         if not data.strip():
             continue
         number += 1

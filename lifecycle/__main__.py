@@ -44,6 +44,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}")
+    return value
+
+
 def _percentage(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 100:
@@ -75,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
         help="percent by which the model-quality constraints exceed the validation metrics (default 25; "
         "0: Model Monitor's suggestion, the metrics themselves)",
     )
+    p.add_argument(
+        "--monitor-instances",
+        type=_count,
+        default=1,
+        help="instances per monitor job (default 1; above 1: the captures sharded between them, then a merge job)",
+    )
     p.add_argument("--capture-sampling", type=_percentage, default=100.0, help="data capture sampling percentage")
     p.add_argument("--data", type=Path, default=REPO / "cardata" / "car_prices.csv", help="raw CSV with a header")
     p.add_argument("--image-tag", default="latest", help="tag of the byoc-* images (docker runner)")
@@ -100,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rule,
         args.capture_sampling,
         args.quality_tolerance / 100,
+        args.monitor_instances,
     )
     t0 = time.perf_counter()
     runner: runners.Runner | None = None

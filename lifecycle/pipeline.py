@@ -29,6 +29,7 @@ class Options:
     rule: str
     sampling: float
     quality_tolerance: float  # fraction: 0.25 lets the error metrics grow 25 % over the validation baseline
+    monitor_instances: int = 1  # instances per monitor job (above 1: sharded captures, then a merge job)
 
 
 def prepare_workdir(work: Path) -> None:
@@ -211,7 +212,7 @@ def _run(options, runner, progress, aws: LocalAws, work: Path, art: dict, summar
     monitoring = work / "monitoring"
     with progress.step("monitor", "monitoring pipeline: the schedule fires; drift alerts; retraining loop") as r:
         retrain = aws.monitoring_input(f"s3://{aws.bucket}/{events.TRAINING_PREFIX}{options.data.name}")["Retrain"]
-        result = aws.follow(aws.trigger_schedule(Retrain=retrain))
+        result = aws.follow(aws.trigger_schedule(Retrain=retrain, MonitorInstanceCount=options.monitor_instances))
         if result.status != "SUCCEEDED":
             why = result.messages[-1]["Message"] if result.messages else f"{result.error}: {result.cause}"
             raise StepFailed(f"the monitoring pipeline failed: {why}")

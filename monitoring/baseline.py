@@ -57,7 +57,7 @@ def _header(args: Any, first_file: Path, schema: Schema | None) -> bool:
         return given
     if first_file.suffix.lower() in (".parquet", ".pq"):
         return True
-    with open(first_file, newline="") as f:
+    with open(first_file, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not data (core.cells)
         row = next(csv.reader([f.readline()]), [])
     cells = [c.strip() for c in row if c.strip()]
     if not cells or any(looks_numeric(c) for c in cells):
@@ -104,7 +104,7 @@ def _specs(schema: Schema | None, columns: dict[str, Any], names: list[str], tar
 def _count_columns(path: Path) -> int:
     if path.suffix.lower() in (".parquet", ".pq"):
         return -1
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not data (core.cells)
         return len(next(csv.reader([f.readline()]), []))
 
 

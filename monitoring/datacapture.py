@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
+from core import cells
 from monitoring.readers import (
     FLUSH_ROWS,
     BadLines,
@@ -278,7 +279,11 @@ def _capture_fast(path: Path, data: bytes, layout: Layout, window: Window, resul
     result.records_in_window += n_caps
     if n_caps == 0:
         return []
-    in_data = pc.utf8_rtrim(in_data, characters="\r\n")
+    # each payload is a request body: a byte-order mark at its start is not data (core.cells); a quoted one takes
+    # the careful path, which applies the grammar's quoting rules
+    in_data = pc.utf8_ltrim(pc.utf8_rtrim(in_data, characters="\r\n"), characters=cells.BOM)
+    if pc.any(pc.match_substring(in_data, '"')).as_py():
+        return None
     rows_per = pc.add(pc.count_substring(in_data, "\n"), 1).to_numpy(zero_copy_only=False)
     n_rows = int(rows_per.sum())
     table_in = _read_csv_block(in_data)
@@ -315,11 +320,16 @@ def _read_csv_block(lines: pa.Array) -> pa.Table | None:
     buf = joined.buffers()[2]
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1)
     body = buf[offsets[0] : offsets[-1]] if buf is not None else b""
+    # every column as text: the sketches read cells by core.cells (pyarrow would take "4.0" for the level "4")
+    first = bytes(body[: max(bytes(body[:65536]).find(b"\n"), 0)])
+    names = [f"f{i}" for i in range(first.count(b",") + 1)]
     try:
         return pacsv.read_csv(
             pa.BufferReader(body),
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
+            read_options=pacsv.ReadOptions(column_names=names),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), null_values=[""], strings_can_be_null=True
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None

@@ -97,6 +97,8 @@ class Source:
     k: int = DEFAULT_K
     seed: int = 0
     outputs: dict[str, Path] | None = None
+    # (rank, hosts): read only every hosts-th file from the rank-th, for an input every host received whole
+    share: tuple[int, int] | None = None
 
 
 def list_files(root: Path) -> list[Path]:
@@ -118,7 +120,11 @@ def ingest(src: Source, bookmark: Bookmark) -> IngestResult:
                 datacapture.read_ground_truth(path, data, result.bad, truth, first)
         result.ground_truth_records = len(truth)
     root = src.root
-    for path in list_files(root):
+    files = list_files(root)
+    if src.share is not None:
+        rank, hosts = src.share
+        files = files[rank::hosts]
+    for path in files:
         key = str(path.relative_to(root)) if root.is_dir() else path.name
         todo = bookmark.plan(path, key)
         if todo is None:

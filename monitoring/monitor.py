@@ -6,11 +6,16 @@ sagemaker_monitoring_schedule_name; ours: ground_truth_source, schema_path, mode
 batch_job_name, id_columns, label_first, output_columns_position (END or START), bookmark_path (or
 ``bookmark=Disabled``), s3_prefix_map, kll_k, history_path (earlier runs, for the report's trends), report
 (Enabled/Disabled), fail_on_no_data (Enabled, Model Monitor's behaviour, or Disabled).
+
+On a job with several instances (resourceconfig.json lists more than one host) each host writes only
+``hosts/<host>/profile_state.json`` under output_path, and ``python -m monitoring.merge`` makes the run's outputs
+(``monitoring/cluster.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -20,9 +25,9 @@ from typing import Any
 from core.errors import ConfigurationError, DataError
 from core.schema import FILENAME as SCHEMA_FILE
 from core.schema import Schema
-from monitoring import analyze, constraints, jobenv
+from monitoring import analyze, cluster, constraints, jobenv
 from monitoring.bookmark import Bookmark
-from monitoring.ingest import Source, ingest, read_prefix_map
+from monitoring.ingest import Source, ingest, list_files, read_prefix_map
 from monitoring.readers import Layout, Window
 from monitoring.sketches import DEFAULT_K
 from monitoring.statistics import FeatureSpec, baseline_features, load_statistics, specs_from_schema
@@ -143,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if start and end and end <= start:
         raise ConfigurationError(f"end_time {jobenv.setting(args, 'end_time')} is not after start_time")
     gt = jobenv.setting(args, "ground_truth_source")
+    hosts = cluster.load()
     src = Source(
         root=source,
         kind=source_kind(fmt),
@@ -160,32 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not source.exists():
         raise DataError("dataset_source does not exist", file=str(source))
+    publish = jobenv.enabled_setting(args, "publish_cloudwatch_metrics", "Disabled")
+    fail_on_no_data = jobenv.enabled_setting(args, "fail_on_no_data", "Enabled")
+    if hosts.multi:
+        return _run_shard(args, src, hosts, output)
     use_bookmark = jobenv.enabled_setting(args, "bookmark", "Enabled")
     bm_path = Path(jobenv.setting(args, "bookmark_path", output / BOOKMARK_FILE)) if use_bookmark else None
     bookmark = Bookmark.load(bm_path)
-    publish = jobenv.enabled_setting(args, "publish_cloudwatch_metrics", "Disabled")
-    fail_on_no_data = jobenv.enabled_setting(args, "fail_on_no_data", "Enabled")
 
     result = ingest(src, bookmark)
     output.mkdir(parents=True, exist_ok=True)
     if result.profile.item_count == 0:
-        # Model Monitor fails such an execution ("Job inputs had no data"); fail_on_no_data=Disabled says
-        # "nothing new" and succeeds, for schedules that run more often than data arrives
-        summary = {
-            "version": 1,
-            "status": "Failed" if fail_on_no_data else "NoNewData",
-            "message": _no_data_message(result, source, fail_on_no_data),
-            "files_read": len(result.files_read),
-            "files_skipped_by_bookmark": result.files_skipped,
-            "records_outside_window": result.records_outside_window,
-            "malformed": {"count": result.bad.count, "examples": result.bad.examples},
-        }
-        # only the run summary: no statistics or violations that could be mistaken for a clean result
-        analyze.write_json(output / analyze.SUMMARY_FILE, summary)
-        bookmark.save()
-        if fail_on_no_data:
-            raise DataError(summary["message"])
-        print(summary["message"])
+        finish_without_data(result, str(source), output, fail_on_no_data, bookmark.save)
         return 0
     ctx = analyze.RunContext(
         output=output,
@@ -210,7 +202,74 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _no_data_message(result: Any, source: Path, failing: bool) -> str:
+def finish_without_data(
+    result: Any, source: str, output: Path, fail_on_no_data: bool, before_failing: Any = None
+) -> None:
+    """Model Monitor fails a run without records ("Job inputs had no data"); fail_on_no_data=Disabled says
+    "nothing new" and succeeds, for schedules that run more often than data arrives."""
+    summary = {
+        "version": 1,
+        "status": "Failed" if fail_on_no_data else "NoNewData",
+        "message": _no_data_message(result, source, fail_on_no_data),
+        "files_read": len(result.files_read),
+        "files_skipped_by_bookmark": result.files_skipped,
+        "records_outside_window": result.records_outside_window,
+        "malformed": {"count": result.bad.count, "examples": result.bad.examples},
+    }
+    # only the run summary: no statistics or violations that could be mistaken for a clean result
+    analyze.write_json(output / analyze.SUMMARY_FILE, summary)
+    if before_failing is not None:
+        before_failing()
+    if fail_on_no_data:
+        raise DataError(summary["message"])
+    print(summary["message"])
+
+
+def _run_shard(args: Any, src: Source, hosts: cluster.Cluster, output: Path) -> int:
+    """One host of a multi-instance job: profile this host's share and write only its state, under a name no
+    other host writes (every instance uploads the same output prefix); ``merge`` makes the run's outputs."""
+    source = src.root
+    dist = hosts.distribution_of(source)
+    if dist == cluster.REPLICATED:
+        # every host received every file: each reads its own slice of the sorted list, so no record counts twice
+        src.share = (hosts.rank, len(hosts.hosts))
+    if src.ground_truth is not None and hosts.distribution_of(src.ground_truth) == cluster.SHARDED:
+        raise ConfigurationError(
+            f"ground_truth_source {src.ground_truth} is ShardedByS3Key on {len(hosts.hosts)} hosts: a host would "
+            "miss the labels of its records held by another host; give the ground truth input FullyReplicated"
+        )
+    if jobenv.setting(args, "bookmark_path") or jobenv.enabled_setting(args, "bookmark", "Disabled"):
+        raise ConfigurationError(
+            f"bookmark: not supported on {len(hosts.hosts)} hosts (ShardedByS3Key gives a file to another host on "
+            "the next run, whose bookmark never saw it); run with bookmark=Disabled and list new files upstream"
+        )
+    src.seed = hosts.rank  # independent model-quality subsamples per host
+    result = ingest(src, Bookmark(None))
+    state = result.to_state()
+    state["shard"] = hosts.describe() | {"distribution": dist or "unknown", "ground_truth": _digest(src)}
+    folder = output / cluster.HOSTS_FOLDER / hosts.current_host
+    analyze.write_json(folder / analyze.STATE_FILE, state)
+    print(
+        f"host {hosts.current_host} ({hosts.rank + 1} of {len(hosts.hosts)}): profiled {result.profile.item_count} "
+        f"records from {len(result.files_read)} files ({result.bad.count} malformed lines skipped) into "
+        f"{folder / analyze.STATE_FILE}; run `merge` over every host's folder for the run's outputs"
+    )
+    return 0
+
+
+def _digest(src: Source) -> str | None:
+    """Names and sizes of the ground-truth files: equal on every host when the input is replicated, so the merge
+    counts those records once."""
+    if src.ground_truth is None:
+        return None
+    root = src.ground_truth
+    entries = sorted(
+        (str(p.relative_to(root)) if root.is_dir() else p.name, p.stat().st_size) for p in list_files(root)
+    )
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _no_data_message(result: Any, source: str, failing: bool) -> str:
     lead = "Job inputs had no data: nothing to monitor" if failing else "No new data to monitor"
     parts = [f"{lead} in {source}:"]
     parts.append(f"{len(result.files_read)} new files read, {result.files_skipped} already processed (bookmark)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from core import cells
 from monitoring.statistics import FeatureSpec, column_name
 
 FLUSH_ROWS = 65_536
@@ -113,12 +113,13 @@ def parse_time(value: str) -> datetime:
 
 
 def _csv_records(text: str) -> list[list[str]]:
-    text = text.strip("\r\n")
+    """A CSV body's records by the cell grammar (core.cells); a malformed one raises ValueError (a bad line)."""
+    text = text.removeprefix(cells.BOM).strip("\r\n")
     if not text:
         return []
-    if '"' not in text:
-        return [line.split(",") for line in text.split("\n")]
-    return [row for row in csv.reader(io.StringIO(text)) if row]
+    if cells.lone_cr(text) is not None:
+        raise ValueError(cells.LONE_CR)
+    return [cells.split_record(line.removesuffix("\r")) for line in text.split("\n") if line.strip()]
 
 
 def _json_records(text: Any, *, lines: bool) -> list[Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,11 +20,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core import arrow_cells, cells
+
 # Model Monitor's own baselines show k=2048 (Deequ's default sketch size). At that k DataSketches' KLL keeps
 # every value up to 2048 values (exact) and its normalized rank error is 0.14 % (99 % confidence).
 DEFAULT_K = 2048
 NUM_BUCKETS = 10
-_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 def rank_error(k: int = DEFAULT_K) -> float:
@@ -34,7 +34,7 @@ def rank_error(k: int = DEFAULT_K) -> float:
 
 
 def looks_numeric(value: str) -> bool:
-    return bool(_NUMBER.match(value))
+    return cells.is_number(value)
 
 
 class NumericSketch:
@@ -206,9 +206,9 @@ class CategoricalSketch:
         n = len(arr)
         if not n:
             return
-        valid = pc.and_(pc.is_valid(arr), pc.not_equal(arr, ""))
-        valid = pc.fill_null(valid, False)
-        present = arr.filter(valid)
+        # missing by the cell grammar (empty, NA, null, ...), levels trimmed: as training read them
+        levels = arrow_cells.arrow_levels(arr)
+        present = levels.filter(pc.is_valid(levels))
         self.num_missing += n - len(present)
         if not len(present):
             return
@@ -287,29 +287,23 @@ def _num_to_str(v: Any) -> str:
 
 
 def to_numbers(values: Any) -> tuple[np.ndarray, int]:
-    """(float64 with NaN for missing values and non-numbers, number of present values that are not numbers)."""
+    """(float64 with NaN for missing values and refused ones, number of present values that are not numbers), by
+    the cell grammar (core.cells): NA, null, ... are missing; inf and out-of-range numbers are not numbers."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
-        x = values.astype(np.float64, copy=False)
-        return x, 0
+        values = pa.array(values.astype(np.float64, copy=False), from_pandas=True)
     if isinstance(values, pa.Array):
         t = values.type
-        if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t):
-            x = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-            return x, 0
-        if pa.types.is_null(t):
-            return np.full(len(values), np.nan), 0
+        if pa.types.is_boolean(t):
+            return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), 0
+        if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t):
+            x, bad = arrow_cells.arrow_numbers(values)
+            return x, int(bad.sum())
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            trimmed = pc.utf8_trim_whitespace(values)
-            blank = pc.fill_null(pc.equal(trimmed, ""), True)
-            try:
-                x = pc.cast(pc.if_else(blank, None, trimmed), pa.float64()).to_numpy(zero_copy_only=False)
-                return x, 0
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                values = values.to_pylist()
-        else:
-            values = values.to_pylist()
+            x, bad = arrow_cells.arrow_numbers(values)
+            return x, int(bad.sum())
+        values = values.to_pylist()
     return _numbers_from_objects(values)
 
 
@@ -317,21 +311,14 @@ def _numbers_from_objects(values: Iterable[Any]) -> tuple[np.ndarray, int]:
     out = []
     mismatch = 0
     for v in values:
-        if v is None or isinstance(v, bool):
-            out.append(math.nan if v is None else float(v))
-        elif isinstance(v, (int, float)):
-            out.append(float(v))
-        else:
-            s = str(v).strip()
-            if not s:
-                out.append(math.nan)
-                continue
-            try:
-                f = float(s)
-                if math.isnan(f) or not _NUMBER.match(s):
-                    raise ValueError
-                out.append(f)
-            except ValueError:
-                mismatch += 1
-                out.append(math.nan)
+        try:
+            if v is None or isinstance(v, bool):
+                out.append(math.nan if v is None else float(v))
+            elif isinstance(v, (int, float)):
+                out.append(cells.check_value(float(v)))
+            else:
+                out.append(cells.number(str(v)))
+        except (cells.CellError, OverflowError):
+            mismatch += 1
+            out.append(math.nan)
     return np.asarray(out, dtype=np.float64), mismatch

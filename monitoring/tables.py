@@ -38,7 +38,7 @@ def read_blocks(path: Path, *, header: bool, names: list[str] | None) -> Iterato
     if path.suffix.lower() in (".parquet", ".pq"):
         yield from pq.ParquetFile(path).iter_batches(batch_size=65_536)
         return
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not data (core.cells)
         first = f.readline()
     if not first.strip():
         return

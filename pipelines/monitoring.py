@@ -5,6 +5,8 @@ retraining.
 ``Find new data`` (a Lambda; its bookmark in SSM is the stand-in for Glue job bookmarks) lists the new data per
 deployed model; with nothing new the run ends at once. Each new source is one processing job on our monitor
 image: data quality always, model quality too when ground truth exists (a Choice on what the listing found).
+With ``MonitorInstanceCount`` > 1 that job runs on several instances (capture objects ShardedByS3Key), each
+writing its sketches under ``hosts/<host>/``, and a one-instance ``merge`` job writes the run's outputs.
 The evaluate-drift Lambda (``monitoring.evaluate``) publishes the violations to SNS. The bookmark advances only
 when every source was monitored. With ``Retrain.Enabled`` and drift found, the training state machine is
 started once per listed input, named after this run (so a retried run cannot start it twice); the training
@@ -38,6 +40,7 @@ EXAMPLE_INPUT: dict[str, Any] = {
     "ProcessingInstanceType": "ml.m5.large",
     "Algorithms": ["xgboost", "linear"],
     "MaxRuntimeSeconds": 3600,
+    "MonitorInstanceCount": 1,  # > 1: each monitor job on that many instances (ShardedByS3Key), then a merge job
     "AlertAfterConsecutive": 1,
     "Retrain": {"Enabled": False, "Inputs": []},  # Inputs: training pipeline inputs (training.EXAMPLE_INPUT)
 }
@@ -50,6 +53,9 @@ MONITOR_EACH = "Monitor each source"
 GROUND_TRUTH = "Ground truth?"
 DATA_AND_QUALITY = "Monitor data and model quality"
 DATA_ONLY = "Monitor data quality"
+SEVERAL_HOSTS = "Several instances?"
+MERGE_QUALITY = "Merge the hosts' data and model quality"
+MERGE_DATA = "Merge the hosts' data quality"
 EVALUATE_STATE = "Evaluate drift"
 SUMMARY = "Summarise"
 ADVANCE = "Advance bookmark"
@@ -64,20 +70,46 @@ NOTIFY_FAILURE = "Notify failure"
 FAILED = "Pipeline failed"
 
 
-def _monitor_job(ground_truth: bool, next_state: str) -> dict[str, Any]:
-    """Our monitor image's ``monitor`` on one source (``$`` is a Map item: the listing's run plus context). The
-    listing gives what depends on the kind of source (format, endpoint or batch job name, window, id column)."""
-    inputs = {"dataset": "$.Run.DataUri", "baseline": "$.Run.DataBaselineUri", "schema": "$.Run.SchemaUri"}
+def _environment(ground_truth: bool) -> str:
     environment = "States.JsonMerge($.Environment, $.Run.Environment, false)"
     if ground_truth:
-        inputs |= {"groundtruth": "$.Run.GroundTruthUri", "quality": "$.Run.QualityBaselineUri"}
         environment = f"States.JsonMerge({environment}, $.QualityEnvironment, false)"
+    return environment
+
+
+def _monitor_job(ground_truth: bool, next_state: str) -> dict[str, Any]:
+    """Our monitor image's ``monitor`` on one source (``$`` is a Map item: the listing's run plus context). The
+    listing gives what depends on the kind of source (format, endpoint or batch job name, window, id column).
+    On several instances the capture objects are sharded between them and each host writes only its state under
+    ``hosts/<host>/`` (every instance uploads to the same prefix); the merge job then writes the run's outputs."""
+    inputs = {"dataset": "$.Run.DataUri", "baseline": "$.Run.DataBaselineUri", "schema": "$.Run.SchemaUri"}
+    if ground_truth:
+        inputs |= {"groundtruth": "$.Run.GroundTruthUri", "quality": "$.Run.QualityBaselineUri"}
     job = training.processing_job("$.JobName", ["monitor"], inputs, "resultdata", "$.OutputUri")
-    job["Environment.$"] = environment
+    cluster = job["ProcessingResources"]["ClusterConfig"]
+    del cluster["InstanceCount"]
+    cluster["InstanceCount.$"] = "$.MonitorInstanceCount"
+    job["ProcessingInputs"][0]["S3Input"]["S3DataDistributionType"] = "ShardedByS3Key"
+    job["Environment.$"] = _environment(ground_truth)
     state = asl.sagemaker(
         "createProcessingJob", job, sync=True, on_error=NOTIFY_FAILURE, next_state=next_state, result_path=None
     )
     del state["Catch"]  # the Map state's Catch notifies
+    return state
+
+
+def _merge_job(ground_truth: bool) -> dict[str, Any]:
+    """``merge`` over the hosts' states (one instance): the run's outputs, as a one-instance monitor writes them."""
+    inputs = {"shards": "States.Format('{}/hosts', $.OutputUri)", "baseline": "$.Run.DataBaselineUri"}
+    if ground_truth:
+        inputs["quality"] = "$.Run.QualityBaselineUri"
+    args = ["merge", "--states", f"{PROCESSING}/input/shards"]
+    job = training.processing_job("$.MergeJobName", args, inputs, "resultdata", "$.OutputUri")
+    job["Environment.$"] = _environment(ground_truth)
+    state = asl.sagemaker(
+        "createProcessingJob", job, sync=True, on_error=NOTIFY_FAILURE, next_state=EVALUATE_STATE, result_path=None
+    )
+    del state["Catch"]
     return state
 
 
@@ -103,8 +135,24 @@ def _iteration() -> dict[str, Any]:
             "Choices": [{"Variable": "$.Run.HasGroundTruth", "BooleanEquals": True, "Next": DATA_AND_QUALITY}],
             "Default": DATA_ONLY,
         },
-        DATA_AND_QUALITY: _monitor_job(True, EVALUATE_STATE),
-        DATA_ONLY: _monitor_job(False, EVALUATE_STATE),
+        DATA_AND_QUALITY: _monitor_job(True, SEVERAL_HOSTS),
+        DATA_ONLY: _monitor_job(False, SEVERAL_HOSTS),
+        SEVERAL_HOSTS: {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "And": [
+                        {"Variable": "$.MonitorInstanceCount", "NumericGreaterThan": 1},
+                        {"Variable": "$.Run.HasGroundTruth", "BooleanEquals": True},
+                    ],
+                    "Next": MERGE_QUALITY,
+                },
+                {"Variable": "$.MonitorInstanceCount", "NumericGreaterThan": 1, "Next": MERGE_DATA},
+            ],
+            "Default": EVALUATE_STATE,
+        },
+        MERGE_QUALITY: _merge_job(True),
+        MERGE_DATA: _merge_job(False),
     }
     evaluate = asl.invoke(
         EVALUATE,
@@ -184,6 +232,7 @@ def definition() -> dict[str, Any]:
         "ItemSelector": {
             "Run.$": "$$.Map.Item.Value",
             "JobName.$": "States.Format('{}-mon-{}-{}', $.NamePrefix, $$.Map.Item.Index, $$.Execution.Name)",
+            "MergeJobName.$": "States.Format('{}-mrg-{}-{}', $.NamePrefix, $$.Map.Item.Index, $$.Execution.Name)",
             "OutputUri.$": "States.Format('{}/{}', $.Names.OutputUri, $$.Map.Item.Value.Name)",
             "Environment": {
                 **ENVIRONMENT,
@@ -195,6 +244,7 @@ def definition() -> dict[str, Any]:
             "ProcessingImage.$": "$.ProcessingImage",
             "ProcessingInstanceType.$": "$.ProcessingInstanceType",
             "MaxRuntimeSeconds.$": "$.MaxRuntimeSeconds",
+            "MonitorInstanceCount.$": "$.MonitorInstanceCount",
             "AlertAfterConsecutive.$": "$.AlertAfterConsecutive",
         },
         "ItemProcessor": _iteration(),

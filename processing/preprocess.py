@@ -8,10 +8,11 @@ Input: every ``*.csv``, ``*.csv.gz``, ``*.parquet`` or ``*.pq`` file under ``--i
 concatenated. CSV files need a header line. All files must hold the same columns (any order).
 
 Column names are normalised to snake_case lowercase (``Body Type`` -> ``body_type``): Model Monitor requires it.
-A column is categorical when most of its non-empty values are not numbers (or when named in ``--categorical``);
-otherwise it is numeric and every non-empty value must be a number. An empty cell is a missing value, allowed in
-features, not in the target. Categorical levels come from the whole input before splitting, so validation and
-test never hold a level that schema.json does not know.
+Cells follow the cell grammar of every stage (core.cells). A column is categorical when most of its non-missing
+values are not numbers (or when named in ``--categorical``); otherwise it is numeric and every non-missing value
+must be a number. A missing cell (empty, NA, null, ...) is allowed in features, not in the target. Categorical
+levels come from the whole input before splitting, so validation and test never hold a level that schema.json
+does not know.
 
 Output (default ``/opt/ml/processing/output``): ``train/train.csv``, ``validation/validation.csv``,
 ``test/test.csv`` in the built-in algorithms' convention (no header, label first, features in schema order,
@@ -46,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from core import arrow_cells, cells
 from core.errors import DataError, UserError
 from core.schema import CATEGORICAL, NUMERIC, Feature, Schema
 
@@ -181,15 +183,39 @@ def _first_bad_width(path: Path, width: int) -> tuple[int, int] | None:
     return None
 
 
-def read_csv(path: Path) -> Table:
+def _check_records(path: Path) -> list[str] | None:
+    """The cell grammar's record rules (core.cells), which pyarrow's reader does not apply: no lone CR (pyarrow
+    would end a row there), RFC 4180 quoting, no line break in a cell. Returns the header's fields."""
     source = str(path)
     try:
         with _open_text(path) as f:
-            header = next(csv.reader(f), None)
+            text = f.read()
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text (byte {e.start} of the first line)", file=source) from e
+        raise DataError(f"not UTF-8 text (byte {e.start})", file=source) from e
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"cannot read: {e}", file=source) from e
+    if not text:
+        return None
+    at = cells.lone_cr(text)
+    if at is not None:
+        raise DataError(cells.LONE_CR, file=source, line=text.count("\n", 0, at) + 1)
+    header = None
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if header is not None and ('"' not in line or not line.strip()):
+            continue
+        try:
+            fields = cells.split_record(line)
+        except cells.CellError as e:
+            raise DataError(f"malformed CSV: {e.reason}", file=source, line=number, column=e.column) from None
+        if header is None:
+            header = fields  # a blank first line is refused by the caller
+    return header
+
+
+def read_csv(path: Path) -> Table:
+    source = str(path)
+    header = _check_records(path)
     if header is None:
         raise DataError("empty file", file=source)
     if not any(h.strip() for h in header):
@@ -281,38 +307,25 @@ def _is_numeric_dtype(col: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
 
 
-NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-
-
-def _trimmed(col: pd.Series) -> tuple[pa.Array, pa.Array]:
-    """(cells as trimmed strings with empty ones null, mask of empty cells), in Arrow for speed."""
-    text = pc.utf8_trim_whitespace(pa.array(col, type=pa.large_string(), from_pandas=True).fill_null(""))
-    empty = pc.equal(text, "")
-    return pc.if_else(empty, pa.scalar(None, pa.large_string()), text), empty
+def _arrow(col: pd.Series) -> pa.Array:
+    return pa.array(col, type=pa.string(), from_pandas=True)
 
 
 def _parse(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(float values with NaN for missing, mask of non-empty cells that are not finite numbers)."""
+    """(float values with NaN for missing and refused cells, mask of the refused cells), by core.cells."""
     if _is_numeric_dtype(col):
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        return values, np.isinf(values)
-    text, empty = _trimmed(col)
-    filled = ~empty.to_numpy(zero_copy_only=False)
-    try:
-        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:  # some cell is not a number: the slow path finds which
-        values = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values, filled & ~np.isfinite(values)
+        return arrow_cells.arrow_numbers(pa.array(col.to_numpy(dtype=np.float64, na_value=np.nan), from_pandas=True))
+    return arrow_cells.arrow_numbers(_arrow(col))
 
 
 def _count_numbers(col: pd.Series) -> tuple[int, int]:
-    """(non-empty cells, cells that look like numbers)."""
+    """(non-missing cells, cells that look like numbers: an inf counts, so that it is refused, not a category)."""
     if _is_numeric_dtype(col):
         n = int(col.notna().sum())
         return n, n
-    text, empty = _trimmed(col)
-    filled = len(text) - int(pc.sum(empty).as_py() or 0)
-    return filled, int(pc.sum(pc.match_substring_regex(text, NUMBER)).as_py() or 0)
+    text = arrow_cells.arrow_levels(_arrow(col))
+    numeric = pc.match_substring_regex(text, cells.LOOKS_NUMERIC_PATTERN)
+    return len(text) - text.null_count, int(pc.sum(numeric).as_py() or 0)
 
 
 def decide_types(tables: list[Table], target: str, forced_categorical: set[str]) -> dict[str, str]:
@@ -336,7 +349,7 @@ def _numeric(table: Table, name: str, *, what: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         received = table.frame[name].iloc[i]
-        raise table.cell_error(i, name, f"{what}: expected a finite number, received {str(received).strip()!r}")
+        raise table.cell_error(i, name, f"{what}: {cells.number_reason(str(received))}")
     return values
 
 
@@ -345,8 +358,7 @@ def _categorical(table: Table, name: str) -> pd.Series:
     if _is_numeric_dtype(col):  # a Parquet number forced categorical: 4.0 -> "4"
         text = col.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))))
         return text.astype("string").replace("", pd.NA)
-    text = col.astype("string")
-    return text.mask(text.str.strip() == "", pd.NA)
+    return cells.levels(col)
 
 
 @dataclass
@@ -361,7 +373,8 @@ def prepare(tables: list[Table], target: str, types: dict[str, str], one_hot: bo
         y = _numeric(t, target, what=f"target {target!r}")
         if np.isnan(y).any():
             i = int(np.flatnonzero(np.isnan(y))[0])
-            raise t.cell_error(i, target, f"target {target!r} is missing (empty cell); every row needs a label")
+            reason = f"target {target!r} is missing (an empty cell, NA, null, ...); every row needs a label"
+            raise t.cell_error(i, target, reason)
         cols: dict[str, object] = {target: y}
         for name, kind in types.items():
             cols[name] = _categorical(t, name) if kind == CATEGORICAL else _numeric(t, name, what=f"feature {name!r}")

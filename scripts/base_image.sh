@@ -27,7 +27,9 @@ die() {
 
 docker info >/dev/null 2>&1 || die "Docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}): run scripts/services.sh start docker"
 
-if ((FORCE == 0)) && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+# The recipe's version, a label on the image: an image made by an older recipe is made again.
+RECIPE=2
+if ((FORCE == 0)) && [[ $(docker image inspect -f '{{index .Config.Labels "byoc.base-recipe"}}' "$IMAGE" 2>/dev/null) == "$RECIPE" ]]; then
     log "$IMAGE already exists (use --force to rebuild)"
     echo "$IMAGE"
     exit 0
@@ -51,17 +53,28 @@ debootstrap --variant=minbase bookworm "$ROOTFS" "$MIRROR" >"$ROOTFS.log" 2>&1 |
     die "debootstrap failed; last lines: $(tail -n3 "$ROOTFS.log" | tr '\n' ' ')"
 rm -f "$ROOTFS.log"
 
-# What debian:bookworm-slim has: the same suites, no package lists or caches, no docs.
+# What debian:bookworm-slim has: the same suites, no package lists or caches, no docs, man pages or translations
+# (33 MB of locale files alone), and dpkg told to leave them out of every package installed later too.
 cat >"$ROOTFS/etc/apt/sources.list" <<EOF
 deb $MIRROR bookworm main
 deb $MIRROR bookworm-updates main
 deb ${MIRROR%/debian*}/debian-security bookworm-security main
 EOF
+cat >"$ROOTFS/etc/dpkg/dpkg.cfg.d/byoc-slim" <<EOF
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/lintian/*
+EOF
+find "$ROOTFS"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb \
-    "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/var/log/*.log
+    "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/usr/share/locale/* "$ROOTFS"/var/log/*.log
 
 tar --numeric-owner -C "$ROOTFS" -c . |
-    docker import --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    docker import --change 'CMD ["bash"]' --change "LABEL byoc.base-recipe=$RECIPE" --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         - "$IMAGE" >/dev/null
 log "imported $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%d MB", $1/1e6}'))"
 echo "$IMAGE"

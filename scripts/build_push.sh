@@ -4,7 +4,8 @@
 #   scripts/build_push.sh [--region R] [--account ID] [--tag T] [--no-latest] [--images xgboost,linear,monitor]
 #                         [--no-push] [--registry HOST[:PORT]] [--endpoint-url URL] [--base-image IMAGE]
 #
-# Builds byoc-<name>:<tag> and byoc-<name>:latest locally (containers/Dockerfile, one target per image). Unless
+# Builds byoc-<name>:<tag> and (without --no-latest) byoc-<name>:latest locally (containers/Dockerfile, one target
+# per image). Unless
 # --no-push: creates each ECR repository when missing (scan on push on), logs Docker in with an ECR authorization
 # token (what `aws ecr get-login-password | docker login` does, via boto3: no AWS CLI needed), tags and pushes
 # <tag> and latest, and prints one line per pushed tag on stdout:
@@ -73,7 +74,10 @@ fi
 
 # --- Version and revision for the OCI labels and the default tag.
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -n1)
-SOURCES=(core algorithms serving processing containers requirements/runtime.txt .dockerignore)
+# What goes into the images (the dirty suffix of the tag): code, the Dockerfile and its scripts, the requirements.
+SOURCES=(core algorithms serving processing monitoring analytics containers .dockerignore requirements/constraints.txt
+    requirements/runtime.txt requirements/runtime-algorithm.txt requirements/runtime-algorithm-nodeps.txt
+    requirements/runtime-monitor.txt)
 if REVISION=$(git -C "$REPO" rev-parse HEAD 2>/dev/null); then
     SHORT=$(git -C "$REPO" rev-parse --short=12 HEAD)
     if [[ -n $(git -C "$REPO" status --porcelain -- "${SOURCES[@]}") ]]; then
@@ -156,11 +160,14 @@ build_args=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION")
 [[ -z $BASE_IMAGE ]] || build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 compgen -G "$REPO/containers/wheelhouse/*.whl" >/dev/null ||
     log "no wheels in containers/wheelhouse: the build installs from the package index (scripts/wheelhouse.sh makes it offline)"
+# --no-latest leaves the local :latest tags alone too (other work may be running against them).
 for name in "${IMAGES[@]}"; do
+    local_tags=(-t "byoc-$name:$TAG")
+    ((LATEST)) && local_tags+=(-t "byoc-$name:latest")
     log "building byoc-$name:$TAG"
     SECONDS=0
     docker build -f "$REPO/containers/Dockerfile" --target "$name" "${build_args[@]}" \
-        -t "byoc-$name:$TAG" -t "byoc-$name:latest" "$REPO" >&2 || die "docker build of byoc-$name failed (output above)"
+        "${local_tags[@]}" "$REPO" >&2 || die "docker build of byoc-$name failed (output above)"
     log "built byoc-$name:$TAG in ${SECONDS}s ($(docker image inspect -f '{{.Size}}' "byoc-$name:$TAG" | awk '{printf "%d MB", $1/1e6}'))"
 done
 

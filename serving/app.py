@@ -31,12 +31,15 @@ _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
     405: "405 Method Not Allowed",
+    404: "404 Not Found",
     406: "406 Not Acceptable",
+    409: "409 Conflict",
     413: "413 Payload Too Large",
     415: "415 Unsupported Media Type",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
     504: "504 Gateway Timeout",
+    507: "507 Insufficient Storage",
 }
 
 
@@ -56,16 +59,21 @@ def read_body(stream, limit: int) -> bytes | None:
 class Endpoints:
     """WSGI middleware answering /ping and /invocations; anything else goes to the wrapped (Flask) app."""
 
-    def __init__(self, fallback: Callable, served: Served, max_payload_mb: int, timeout: float | None = None):
+    def __init__(
+        self, fallback: Callable, served: Served, max_payload_mb: int, timeout: float | None = None, multimodel=None
+    ):
         self.fallback = fallback
         self.served = served
+        self.multimodel = multimodel  # serving.multimodel.MultiModel when SAGEMAKER_MULTI_MODEL=true
         self.max_payload_mb = max_payload_mb
         self.limit = max_payload_mb * 1024 * 1024
         self.timeout = timeout  # SAGEMAKER_MODEL_SERVER_TIMEOUT: seconds from the start of the request
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
-        if path == "/invocations":
+        if self.multimodel is not None and (path == "/invocations" or path == "/models" or path.startswith("/models/")):
+            status, content_type, body = self.multimodel.wsgi(environ, self)
+        elif path == "/invocations":
             if method == "POST":
                 status, content_type, body = self.invocations(environ)
             else:
@@ -81,21 +89,23 @@ class Endpoints:
         return [body] if method != "HEAD" else []
 
     def ping(self) -> tuple[int, str, bytes]:
+        if self.multimodel is not None:
+            return self.multimodel.ping()
         if self.served.ready:
             return 200, "text/plain", b""
         return 500, _TEXT, f"model not loaded: {self.served.reason}\n".encode()
 
-    def invocations(self, environ: dict) -> tuple[int, str, bytes]:
+    def invocations(self, environ: dict, served: Served | None = None) -> tuple[int, str, bytes]:
         try:
-            return self._invoke(environ, time.monotonic())
+            return self._invoke(environ, time.monotonic(), served)
         except RequestError as e:
             return e.status, _TEXT, (e.message + "\n").encode()
         except Exception as e:
             log.exception("unexpected error in POST /invocations")
             return 500, _TEXT, f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n".encode()
 
-    def _invoke(self, environ: dict, started: float) -> tuple[int, str, bytes]:
-        served = self.served
+    def _invoke(self, environ: dict, started: float, served: Served | None = None) -> tuple[int, str, bytes]:
+        served = served or self.served
         if not served.ready:
             raise RequestError(f"model not loaded: {served.reason}", 503)
         too_large = f"exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB={self.max_payload_mb} ({self.limit} bytes)"
@@ -134,10 +144,12 @@ class Endpoints:
             504,
         )
 
-    def answer(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[int, str, bytes]:
+    def answer(
+        self, body: bytes, content_type: str | None, accept: str | None, served: Served | None = None
+    ) -> tuple[int, str, bytes]:
         """Decode, predict and encode a whole body (the event-driven front runs this off its loop)."""
         try:
-            served = self.served
+            served = served or self.served
             if not served.ready:
                 raise RequestError(f"model not loaded: {served.reason}", 503)
             decode = served.codecs.decoder(content_type)  # type: ignore[union-attr]
@@ -170,7 +182,9 @@ def _chunked(environ: dict) -> bool:
     return bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
-def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6, timeout: float | None = None) -> Flask:
+def create_app(
+    served: Served, *, workers: int = 1, max_payload_mb: int = 6, timeout: float | None = None, multimodel=None
+) -> Flask:
     app = Flask("serving")
     # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
     concurrent = max(1, min(workers, 100 // max(max_payload_mb, 1)))
@@ -195,5 +209,5 @@ def create_app(served: Served, *, workers: int = 1, max_payload_mb: int = 6, tim
         log.exception("unexpected error in %s %s", request.method, request.path)
         return Response(f"internal error: {type(e).__name__}\n", status=500, content_type=_TEXT)
 
-    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb, timeout)  # type: ignore[method-assign]
+    app.wsgi_app = Endpoints(app.wsgi_app, served, max_payload_mb, timeout, multimodel)  # type: ignore[method-assign]
     return app

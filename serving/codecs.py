@@ -4,8 +4,9 @@ Requests (the media type is parsed; parameters are checked, not compared as stri
 
 - ``text/csv``: no header, no label, one record per line, features in schema.json order, categorical values as
   strings. Parameters: ``charset`` (any codec Python knows; default utf-8), ``label_size`` (only 0: the
-  server predicts, it does not take labels). Quoted fields are fine; trailing blank lines are ignored; a blank
-  line between records is an error (it would shift every later answer).
+  server predicts, it does not take labels). Cells follow ``core.cells`` (RFC 4180 quoting, missing tokens, LF or
+  CRLF, a leading byte-order mark dropped, a lone CR refused); trailing blank lines are ignored; a blank line
+  between records is an error (it would shift every later answer).
 - ``application/json``: ``{"instances": [record, ...]}``, ``[record, ...]``, or a single record object, where a
   record is ``[v1, v2, ...]``, ``{"features": [v1, ...]}`` (Linear Learner) or ``{"mileage": 8221, ...}`` (by
   feature name). A flat list of values is one record.
@@ -26,12 +27,17 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where used: serving single records never loads it
+    pass
+import orjson
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 
+from core import cells
 from serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 from serving.records import RecordParser, show
 
@@ -41,6 +47,7 @@ JSONLINES = "application/jsonlines"
 
 # Bodies at least this large (and without quotes) go through the vectorised CSV parser first.
 VECTORISED_CSV_BYTES = 16 * 1024
+_NA_VALUES = cells.pandas_na_values()
 
 Decode = Callable[[bytes], np.ndarray]
 
@@ -105,28 +112,37 @@ def _csv_decoder(parser: RecordParser, params: Mapping[str, str]) -> Decode:
 
 def _precise_csv(text: str, parser: RecordParser) -> np.ndarray:
     """The reference parser: every accepted body gets exactly these values, every rejected one a precise message."""
+    at = cells.lone_cr(text)
+    if at is not None:
+        raise BadRequest(f"line {text.count(chr(10), 0, at) + 1}: {cells.LONE_CR}")
     rows = []
-    quoted = '"' in text
     for i, line in enumerate(_lines(text), start=1):
         where = f"line {i}"
+        line = line.removesuffix("\r")
         if not line.strip():
             raise BadRequest(f"{where}: empty record; expected {parser.n} comma-separated features")
-        if quoted:
-            try:
-                cells = next(csv.reader([line.rstrip("\r")], strict=True))
-            except csv.Error as e:
-                raise BadRequest(f"{where}: malformed CSV: {e}") from None
-        else:
-            cells = line.split(",")
-        rows.append(parser.row_from_cells(cells, where))
+        try:
+            fields = cells.split_record(line)
+        except cells.CellError as e:
+            raise BadRequest(f"{where}, column {e.column}: malformed CSV: {e.reason}") from None
+        rows.append(parser.row_from_cells(fields, where))
     return np.array(rows, dtype=np.float64)
 
 
 def _vectorised_csv(body: bytes, parser: RecordParser) -> np.ndarray | None:
     """Large unquoted UTF-8 bodies: pandas' C parser plus vectorised checks. Returns None whenever the result
     could differ from _precise_csv; the caller then runs that, which names the problem (or accepts the body)."""
+    import pandas as pd
+
     body = body.rstrip()
-    if body.startswith(b"\xef\xbb\xbf"):
+    # pandas would drop a byte-order mark, end a line at a lone CR and skip vertical tabs and form feeds around a
+    # number: the cell grammar says otherwise, so such bodies take the reference path.
+    if (
+        body.startswith(b"\xef\xbb\xbf")
+        or b"\x0b" in body
+        or b"\x0c" in body
+        or (b"\r" in body and body.count(b"\r") != body.count(b"\r\n"))
+    ):
         return None
     buf = np.frombuffer(body, dtype=np.uint8)
     newlines = np.flatnonzero(buf == 10)
@@ -143,7 +159,7 @@ def _vectorised_csv(body: bytes, parser: RecordParser) -> np.ndarray | None:
             names=list(range(parser.n)),
             dtype=dtypes,
             keep_default_na=False,
-            na_values=[""],
+            na_values=_NA_VALUES,
             skip_blank_lines=False,
             quoting=csv.QUOTE_NONE,
             engine="c",
@@ -158,9 +174,10 @@ def _vectorised_csv(body: bytes, parser: RecordParser) -> np.ndarray | None:
         column = frame[j]
         if codes is None:
             values = column.to_numpy(dtype=np.float64)
-            if np.isinf(values).any():
-                return None
-            out[:, j] = values
+            with np.errstate(invalid="ignore"):
+                if (np.abs(values) > cells.MAX_MAGNITUDE).any():  # inf, 1e400, 1e300: the reference path names it
+                    return None
+            np.add(values, 0.0, out=out[:, j])  # -0 -> 0.0, as core.cells reads it
         else:
             encoded = pd.Index(parser.schema.features[j].levels).get_indexer(column)
             if (
@@ -232,16 +249,31 @@ def _jsonlines_decoder(parser: RecordParser, params: Mapping[str, str]) -> Decod
 
 
 # -- encoders ------------------------------------------------------------------------------------------
+# orjson writes a float array as the shortest text that reads back to the same double (as repr does), in C: a
+# 150,000-row batch's answer takes ~4 ms instead of ~65 ms. Predictions are finite (serving/model.py refuses
+# the rest), so orjson never writes its null for NaN.
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _numbers(predictions: np.ndarray) -> bytes:
+    """The predictions as comma-separated numbers ("" for none)."""
+    return orjson.dumps(np.ascontiguousarray(predictions, dtype=np.float64).ravel(), option=_NUMPY)[1:-1]
+
+
 def _encode_csv(predictions: np.ndarray) -> bytes:
-    return "\n".join(map(repr, predictions.tolist())).encode()
+    return _numbers(predictions).replace(b",", b"\n")
 
 
 def _encode_json(predictions: np.ndarray) -> bytes:
-    return ('{"predictions": [' + ", ".join([f'{{"score": {x!r}}}' for x in predictions.tolist()]) + "]}").encode()
+    numbers = _numbers(predictions)
+    if not numbers:
+        return b'{"predictions": []}'
+    return b'{"predictions": [{"score": ' + numbers.replace(b",", b'}, {"score": ') + b"}]}"
 
 
 def _encode_jsonlines(predictions: np.ndarray) -> bytes:
-    return "\n".join([f'{{"score": {x!r}}}' for x in predictions.tolist()]).encode()
+    numbers = _numbers(predictions)
+    return b'{"score": ' + numbers.replace(b",", b'}\n{"score": ') + b"}" if numbers else b""
 
 
 # -- the registry ----------------------------------------------------------------------------------------

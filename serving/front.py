@@ -25,6 +25,8 @@ from typing import Any
 from gunicorn.workers.base import Worker
 
 from serving.app import _STATUS, _TEXT
+from serving.errors import RequestError
+from serving.multimodel import Action
 
 MAX_HEAD = 64 * 1024  # request line + headers
 MAX_REQUEST_LINE = 8190
@@ -202,11 +204,12 @@ class Connection(asyncio.Protocol):
             if not raw.isdigit() or not raw.isascii():
                 raise HttpError(400, f"invalid Content-Length {raw[:40]!r}")
             length = int(raw)
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         self.request = {
             "started": self.request.get("started", time.monotonic()),
             "method": method,
             "path": path,
+            "query": query,
             "headers": headers,
             "keep_alive": keep_alive,
             "length": length,
@@ -285,7 +288,10 @@ class Connection(asyncio.Protocol):
         self._cancel_timer()
         self.state = _BUSY
         endpoints = self.worker.endpoints
-        if path == "/invocations":
+        multimodel = self.worker.multimodel
+        if multimodel is not None and (path in ("/invocations", "/models") or path.startswith("/models/")):
+            self._multimodel(multimodel, method, path)
+        elif path == "/invocations":
             if method != "POST":
                 self._respond(*_text(405, f"405 Method Not Allowed: {method} {path}; use POST"))
                 return
@@ -295,18 +301,7 @@ class Connection(asyncio.Protocol):
                 # CPU, measured), and holds the loop for well under a millisecond.
                 self._respond(*endpoints.answer(req["body"], headers.get("content-type"), headers.get("accept")))
                 return
-            self.transport.pause_reading()
-            work = self.loop.run_in_executor(
-                self.worker.predictor,
-                endpoints.answer,
-                req["body"],
-                headers.get("content-type"),
-                headers.get("accept"),
-            )
-            remaining = endpoints.timeout - (time.monotonic() - req["started"]) if endpoints.timeout else None
-            task = self.loop.create_task(self._invoke(work, remaining))
-            self.worker.tasks.add(task)
-            task.add_done_callback(self.worker.tasks.discard)
+            self._offload(endpoints.answer, req["body"], headers.get("content-type"), headers.get("accept"))
         elif path == "/ping" and method in ("GET", "HEAD"):
             self._respond(*endpoints.ping(), head_only=method == "HEAD")
         elif path == "/execution-parameters":
@@ -316,6 +311,43 @@ class Connection(asyncio.Protocol):
                 self._respond(*_text(405, f"405 Method Not Allowed: {method} {path}"))
         else:
             self._respond(*_text(404, f"404 Not Found: {method} {path}"))
+
+    def _offload(self, function, *args, bounded: bool = True) -> None:
+        """Run ``function(*args)`` on the worker's scoring thread and answer with its result (504 past the
+        request's deadline when ``bounded``); the connection reads nothing more meanwhile."""
+        endpoints = self.worker.endpoints
+        self.transport.pause_reading()
+        work = self.loop.run_in_executor(self.worker.predictor, function, *args)
+        remaining = None
+        if bounded and endpoints.timeout:
+            remaining = endpoints.timeout - (time.monotonic() - self.request["started"])
+        task = self.loop.create_task(self._invoke(work, remaining))
+        self.worker.tasks.add(task)
+        task.add_done_callback(self.worker.tasks.discard)
+
+    def _multimodel(self, multimodel, method: str, path: str) -> None:
+        """/models and /models/{name}[/invoke] (serving.multimodel). Loads run off the loop; an invocation of a
+        model this worker holds is answered as /invocations is (small bodies on the loop)."""
+        req = self.request
+        action = multimodel.handle(method, path, req.get("query", ""))
+        if not isinstance(action, Action):
+            self._respond(*action)
+            return
+        if action.kind == "load":
+            self._offload(multimodel.load_request, req["body"], bounded=False)
+            return
+        headers = req["headers"]
+        content_type, accept = headers.get("content-type"), headers.get("accept")
+        try:
+            served = multimodel.cached(action.name)
+        except RequestError as e:
+            self._respond(*_text(e.status, e.message))
+            return
+        if served is not None and len(req["body"]) <= INLINE_BYTES:
+            self._respond(*self.worker.endpoints.answer(req["body"], content_type, accept, served=served))
+            return
+        endpoints = self.worker.endpoints
+        self._offload(multimodel.invoke, endpoints, action.name, req["body"], content_type, accept)
 
     async def _invoke(self, work: asyncio.Future, remaining: float | None) -> None:
         try:
@@ -377,6 +409,7 @@ class AsyncWorker(Worker):
         self.predictor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         app = self.wsgi
         self.endpoints = app.wsgi_app  # serving.app.Endpoints (create_app installs it)
+        self.multimodel = self.endpoints.multimodel  # serving.multimodel.MultiModel, or None
         self.execution_parameters = app.config["EXECUTION_PARAMETERS"].encode()
         self.stopped = self.loop.create_future()
         # The model and the libraries are loaded: keep the collector from walking them again and again.
@@ -392,6 +425,8 @@ class AsyncWorker(Worker):
             self.loop.close()
 
     def _sweep(self) -> None:
+        if self.multimodel is not None:
+            self.multimodel.reconcile()  # free the models another worker unloaded
         now = time.monotonic()
         for conn in list(self.connections):
             if conn.on_deadline is not None and conn.deadline <= now:

@@ -44,6 +44,7 @@ class Served:
     algorithm: Algorithm | None = None
     codecs: Codecs | None = None
     reason: str | None = None
+    internal: bool = False  # the reason is our bug or an unreadable file, not the model's owner's to fix
 
     @property
     def ready(self) -> bool:
@@ -60,18 +61,27 @@ class Served:
             raise TimeoutError from None
 
 
-def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None) -> Served:
-    directory = model_dir(env)
+def settings_problem(env: Mapping[str, str] = os.environ) -> str | None:
+    """Why the serving settings make every model unservable, or None."""
+    unknown = env.get("SERVING_UNKNOWN_CATEGORY", "error")
+    if unknown not in UNKNOWN_POLICIES:
+        return f"SERVING_UNKNOWN_CATEGORY: received {unknown!r}, expected one of {UNKNOWN_POLICIES}"
+    default_accept = (env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or CSV).split(";")[0].strip().lower()
+    if default_accept not in ENCODERS:
+        expected = ", ".join(ENCODERS)
+        return f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received {default_accept!r}, expected one of {expected}"
+    return None
+
+
+def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None, directory: Path | None = None) -> Served:
+    """The model in ``directory`` (default: /opt/ml/model; the multi-model server passes each model's own)."""
+    directory = model_dir(env) if directory is None else Path(directory)
     try:
+        problem = settings_problem(env)
+        if problem:
+            return Served(reason=problem)
         unknown = env.get("SERVING_UNKNOWN_CATEGORY", "error")
-        if unknown not in UNKNOWN_POLICIES:
-            return Served(reason=f"SERVING_UNKNOWN_CATEGORY: received {unknown!r}, expected one of {UNKNOWN_POLICIES}")
         default_accept = (env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or CSV).split(";")[0].strip().lower()
-        if default_accept not in ENCODERS:
-            return Served(
-                reason=f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received {default_accept!r}, "
-                f"expected one of {', '.join(ENCODERS)}"
-            )
         plugin = registry.get(env.get("ALGORITHM"))
         if not directory.is_dir():
             return Served(reason=f"model directory {directory} does not exist")
@@ -87,4 +97,6 @@ def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None) -> 
         return Served(reason=str(e))
     except Exception as e:  # a plug-in bug or an unreadable file: say what, in one line, in the log only
         log.exception("cannot load the model from %s", directory)
-        return Served(reason=f"cannot load the model from {directory}: {type(e).__name__} (details in the log)")
+        return Served(
+            reason=f"cannot load the model from {directory}: {type(e).__name__} (details in the log)", internal=True
+        )

@@ -1,17 +1,15 @@
 """One inference record -> one row of the schema-encoded float64 matrix, with precise one-line errors.
 
-The rules, shared by every content type (documented in the README's serving section):
+Every cell, CSV or a JSON string, follows the cell grammar of training (``core.cells``, the README's "One meaning
+for every CSV cell"): missing values are an empty cell, ``NA``, ``N/A``, ``NaN``, ``null`` or ``None`` (any case)
+and a JSON ``null``; they become NaN, which both algorithms handle (XGBoost natively, the linear model by its
+imputation). A number is ASCII decimal or exponent notation, trimmed of spaces and tabs, of magnitude at most
+``core.cells.MAX_MAGNITUDE``; ``inf``, ``1e308``, ``٢٤٩٦٠`` and ``1_000`` are a 400. JSON numbers follow the same
+range policy.
 
-- Missing values: an empty CSV cell (or whitespace only), a JSON ``null``. They become NaN, which both
-  algorithms handle (XGBoost natively, the linear model by its imputation).
-- Numbers: ASCII decimal or exponent notation, surrounding whitespace ignored, magnitude at most
-  ``core.schema.MAX_MAGNITUDE`` (float32's largest, as in training). ``nan``, ``inf``, larger values
-  (``1e308``), non-ASCII digits (``٢٤٩٦٠``, which training refuses too) and ``1_000`` are rejected (400): a
-  missing value is written as an empty cell / null.
-- Categorical values are strings matched exactly (after trimming whitespace) against the schema's levels. An
-  unknown level is a 400 naming the feature, the value and the allowed levels; with
-  ``SERVING_UNKNOWN_CATEGORY=missing`` it is treated as a missing value instead (like XGBoost does for
-  categories it never saw in training).
+Categorical values are strings matched exactly (after trimming) against the schema's levels. An unknown level is
+a 400 naming the feature, the value and the allowed levels; with ``SERVING_UNKNOWN_CATEGORY=missing`` it is
+treated as a missing value instead (like XGBoost does for categories it never saw in training).
 """
 
 from __future__ import annotations
@@ -20,7 +18,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.schema import MAX_MAGNITUDE, OUT_OF_RANGE, Schema
+from core import cells
+from core.schema import Schema
 from serving.errors import BadRequest
 
 NAN = math.nan
@@ -28,12 +27,7 @@ UNKNOWN_POLICIES = ("error", "missing")
 _MAX_SHOWN_LEVELS = 20
 
 
-def show(value: Any, limit: int = 40) -> str:
-    """A value for an error message: repr, cut short so a 6 MB cell cannot become a 6 MB message."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return text[: limit - 4] + ("...'" if isinstance(value, str) else "...")
+show = cells.shown  # a value for an error message, cut short
 
 
 class RecordParser:
@@ -54,27 +48,14 @@ class RecordParser:
 
     # -- one cell -------------------------------------------------------------------------------------
     def number(self, text: str, where: str) -> float:
-        s = text.strip()
-        if not s:
-            return NAN
         try:
-            # float() accepts "1_000" and any Unicode digits; training (pandas) refuses both.
-            if "_" in s or not s.isascii():
-                raise ValueError
-            value = float(s)
-        except ValueError:
-            raise BadRequest(f"{where}: expected a number, received {show(text)}") from None
-        if not math.isfinite(value):
-            raise BadRequest(
-                f"{where}: expected a finite number, received {show(text)} (send an empty value for a missing one)"
-            )
-        if abs(value) > MAX_MAGNITUDE:
-            raise BadRequest(f"{where}: {OUT_OF_RANGE}, received {show(text)}")
-        return value
+            return cells.number(text)
+        except cells.CellError as e:
+            raise BadRequest(f"{where}: {e.reason}") from None
 
     def level(self, text: str, j: int, where: str) -> float:
-        s = text.strip()
-        if not s:
+        s = cells.level(text)
+        if s is None:
             return NAN
         code = self.codes[j].get(s)  # type: ignore[union-attr]
         if code is not None:
@@ -108,11 +89,12 @@ class RecordParser:
             number = float(value)
         except OverflowError:
             number = math.inf
-        if not math.isfinite(number):
+        if math.isnan(number):
             raise BadRequest(f"{where}: expected a finite number, received {show(value)}")
-        if abs(number) > MAX_MAGNITUDE:
-            raise BadRequest(f"{where}: {OUT_OF_RANGE}, received {show(value)}")
-        return number
+        try:
+            return cells.check_value(number, show(value))
+        except cells.CellError as e:
+            raise BadRequest(f"{where}: {e.reason}") from None
 
     # -- one record -----------------------------------------------------------------------------------
     def check_count(self, received: int, where: str) -> None:

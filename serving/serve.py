@@ -17,6 +17,8 @@ Settings (environment):
   SERVING_THREADS                    threads per gthread worker (default 2)
   SERVING_MAX_REQUESTS_PER_CONNECTION  requests before a keep-alive connection is closed (default 100)
   SERVING_ACCESS_LOG                 1 (default): one compact line per request except /ping; 0: none
+  SAGEMAKER_MULTI_MODEL              true: a multi-model endpoint (serving.multimodel); no /opt/ml/model
+  SERVING_MME_MEMORY_MB              multi-model: memory for loaded models, whole container (default: half of it)
 
 Each worker loads the model once when it starts (never on a request), with max(1, cpus // workers) numeric
 threads so workers don't fight over cores. SIGTERM drains in-flight requests and exits 0 (SageMaker sends
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 
@@ -117,9 +120,10 @@ def _post_worker_init(worker) -> None:
 
 
 class Server(BaseApplication):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, registry: str | None = None, models_budget: int = 0):
         self.settings = settings
         self.served = None
+        self.registry, self.models_budget = registry, models_budget  # multi-model endpoints only
         super().__init__()
 
     def load_config(self) -> None:
@@ -154,19 +158,26 @@ class Server(BaseApplication):
         Worker.max_requests_per_connection = AsyncWorker.max_requests_per_connection = s.max_requests_per_connection
         AsyncWorker.header_timeout, AsyncWorker.body_timeout = s.header_timeout, s.body_timeout
 
+        options = {"workers": s.workers, "max_payload_mb": s.max_payload_mb, "timeout": s.timeout}
+        if self.registry is not None:
+            from serving.multimodel import MultiModel
+
+            models = MultiModel(
+                self.registry, threads=s.numeric_threads, budget=max(1, self.models_budget // s.workers)
+            )
+            return create_app(model.Served(reason="multi-model server"), multimodel=models, **options)
         self.served = model.load(threads=self.settings.numeric_threads)
-        return create_app(
-            self.served,
-            workers=self.settings.workers,
-            max_payload_mb=self.settings.max_payload_mb,
-            timeout=self.settings.timeout,
-        )
+        return create_app(self.served, **options)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(message)s")
+    from serving import multimodel
+
     try:
         settings = Settings()
+        multi = multimodel.enabled()
+        budget = multimodel.budget_bytes() if multi else 0
     except ConfigurationError as e:
         print(f"serving: {e}", file=sys.stderr)
         return 1
@@ -174,8 +185,19 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.numeric_threads))
     from serving.model import model_dir
 
-    log.info("serving ALGORITHM=%s model=%s %s", os.environ.get("ALGORITHM"), model_dir(), settings.describe())
-    Server(settings).run()
+    if not multi:
+        log.info("serving ALGORITHM=%s model=%s %s", os.environ.get("ALGORITHM"), model_dir(), settings.describe())
+        Server(settings).run()
+        return 0
+    registry = multimodel.create_registry()
+    log.info(
+        "serving ALGORITHM=%s multi-model (registry %s, %.0f MiB for models: %.0f MiB per worker) %s",
+        os.environ.get("ALGORITHM"), registry, budget / 2**20, budget / settings.workers / 2**20, settings.describe(),
+    )  # fmt: skip
+    try:
+        Server(settings, registry, budget).run()
+    finally:
+        shutil.rmtree(registry, ignore_errors=True)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,19 @@ class SumModel(Algorithm):
 def served(schema: Schema | None = None, *, default_accept: str = "text/csv", unknown: str = "error") -> Served:
     schema = schema or car_schema()
     return Served(SumModel({}, schema), Codecs(RecordParser(schema, unknown), default_accept))
+
+
+def variant(src: Path, dst: Path, algorithm: str, shift: float) -> Path:
+    """A copy of a trained model whose every prediction is ``shift`` higher: tells the models apart."""
+    shutil.copytree(src, dst)
+    if algorithm == "linear":
+        path = dst / "linear-model.json"
+        doc = json.loads(path.read_text())
+        doc["intercept"] += shift
+    else:
+        path = dst / "xgboost-model.json"
+        doc = json.loads(path.read_text())
+        params = doc["learner"]["learner_model_param"]
+        params["base_score"] = f"[{float(params['base_score'].strip('[]')) + shift}]"
+    path.write_text(json.dumps(doc))
+    return dst

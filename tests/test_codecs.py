@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving import codecs as codecs_module
 from serving.codecs import Codecs
@@ -90,11 +93,8 @@ def test_csv_other_charset(codecs):
         (f"{ROW}\n{ROW}\n20105,6,4,1,0,0,Buick", "line 3: expected 8 features, received 7"),
         (f"{ROW}\n\n{ROW}", "line 2: empty record; expected 8 comma-separated features"),
         ("20105,six,4,1,0,0,Buick,sedan", "line 1, column 2 (cylinder): expected a number, received 'six'"),
-        (
-            "20105,nan,4,1,0,0,Buick,sedan",
-            "line 1, column 2 (cylinder): expected a finite number, received 'nan'"
-            " (send an empty value for a missing one)",
-        ),
+        # nan is a missing value (core.cells); a signed one is not a number
+        ("20105,-nan,4,1,0,0,Buick,sedan", "line 1, column 2 (cylinder): expected a number, received '-nan'"),
         (
             "20105,6,-inf,1,0,0,Buick,sedan",
             "line 1, column 3 (doors): expected a finite number, received '-inf'"
@@ -102,8 +102,7 @@ def test_csv_other_charset(codecs):
         ),
         (
             "1e999,6,4,1,0,0,Buick,sedan",
-            "line 1, column 1 (mileage): expected a finite number, received '1e999'"
-            " (send an empty value for a missing one)",
+            "line 1, column 1 (mileage): expected a number of magnitude at most 3.402823e+38, received '1e999'",
         ),
         ("1_000,6,4,1,0,0,Buick,sedan", "line 1, column 1 (mileage): expected a number, received '1_000'"),
         # Training (pandas) refuses non-ASCII digits: serving must agree, not read them as 24960.
@@ -124,7 +123,17 @@ def test_csv_other_charset(codecs):
             "line 1, column 7 (make): unknown level 'Ford' for categorical feature 'make'; "
             "expected one of ['Buick', 'Cadillac', 'Chevy', 'Pontiac', 'Saab', 'Saturn']",
         ),
-        ('20105,6,4,1,0,0,"Buick,sedan', "line 1: malformed CSV: unexpected end of data"),
+        (
+            '20105,6,4,1,0,0,"Buick,sedan',
+            "line 1, column 7: malformed CSV: a quoted cell is not closed on its line: a cell cannot hold a line "
+            "break (CR or LF)",
+        ),
+        (
+            '20105,6,4,1,0,0,Bu"ick,sedan',
+            "line 1, column 7: malformed CSV: a quote inside an unquoted cell; quote the whole cell and double the "
+            'quotes in it ("")',
+        ),
+        (f"{ROW}\r{ROW}", "line 1: line ends with a lone CR (carriage return); use LF or CRLF line endings"),
         ("", "the body holds no records"),
         ("\r\n\n", "the body holds no records"),
         (b"20105,6,4,1,0,0,\xffBuick,sedan", "body is not valid utf-8: byte 16 (invalid start byte)"),
@@ -209,9 +218,12 @@ def test_vectorised_csv_matches_the_precise_parser(codecs):
         (lambda lines: lines.__setitem__(1234, lines[1234] + ",1"), "line 1235: expected 8 features, received 9"),
         (lambda lines: lines.__setitem__(99, ""), "line 100: empty record; expected 8 comma-separated features"),
         (
-            lambda lines: lines.__setitem__(500, "nan" + lines[500][lines[500].index(",") :]),
-            "line 501, column 1 (mileage): expected a finite number, received 'nan'"
-            " (send an empty value for a missing one)",
+            lambda lines: lines.__setitem__(500, "-nan" + lines[500][lines[500].index(",") :]),
+            "line 501, column 1 (mileage): expected a number, received '-nan'",
+        ),
+        (
+            lambda lines: lines.__setitem__(600, "1e300" + lines[600][lines[600].index(",") :]),
+            "line 601, column 1 (mileage): expected a number of magnitude at most 3.402823e+38, received '1e300'",
         ),
         (
             lambda lines: lines.__setitem__(7, "inf" + lines[7][lines[7].index(",") :]),
@@ -390,6 +402,24 @@ def test_encoders(codecs, accept, content_type, body):
     encoder = codecs.encoder(accept)
     assert encoder.content_type == content_type
     assert encoder.encode(PREDICTIONS) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), max_size=50)
+    | st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=50)
+)
+def test_every_answer_reads_back_to_the_same_doubles(values):
+    """Whatever the magnitude (subnormals, -0.0, 1e308, float32 predictions), each format's text is the exact double."""
+    predictions = np.array(values, dtype=np.float64)
+    as_csv = codecs_module._encode_csv(predictions).decode()
+    assert [float(x) for x in as_csv.split("\n")] == values if values else as_csv == ""
+    as_json = json.loads(codecs_module._encode_json(predictions))
+    assert [p["score"] for p in as_json["predictions"]] == values
+    lines = codecs_module._encode_jsonlines(predictions).decode()
+    assert [json.loads(x)["score"] for x in lines.split("\n")] == values if values else lines == ""
+    for got, want in zip(as_csv.split("\n") if values else [], values, strict=True):
+        assert math.copysign(1, float(got)) == math.copysign(1, want)  # -0.0 stays negative
 
 
 @pytest.mark.parametrize(

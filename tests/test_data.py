@@ -195,7 +195,12 @@ def test_empty_channels(tmp_path):
     [
         ("1,2,3\n4,5\n", "line 2: expected 3 columns (from line 1), received 2"),
         ("\n\n1,2,3\n\n4,5,6,7\n", "line 5: expected 3 columns (from line 3), received 4"),
-        ('1,"a,b",3\n4,"c\nd",5\n6,7\n', "line 4: expected 3 columns (from line 1), received 2"),  # quoted path
+        ('1,"a,b",3\n4,"c",5\n6,7\n', "line 3: expected 3 columns (from line 1), received 2"),  # quoted path
+        # the cell grammar: no line break in a cell, even quoted (SageMaker splits CSV records on line ends)
+        (
+            '1,"a,b",3\n4,"c\nd",5\n',
+            "line 2, column 2: a quoted cell is not closed on its line: a cell cannot hold a line break (CR or LF)",
+        ),
     ],
 )
 def test_wrong_column_count_names_line_and_counts(tmp_path, content, expected):
@@ -232,13 +237,13 @@ def test_unparsable_number_in_header_csv_and_parquet(tmp_path):
 
 def test_missing_label(tmp_path):
     assert error(tmp_path, {"d.csv": "1,2\n\n ,3\n"}).endswith(
-        "d.csv, line 3, column 1 (label): missing label (empty cell)"
+        "d.csv, line 3, column 1 (label): missing label (an empty cell, NA, null, ...)"
     )
     msg = error(tmp_path / "2", {"d.csv": "km,price\n1,2\n3,\n"}, target="price")
-    assert msg.endswith("d.csv, line 3, column 2 (price): missing label (empty cell)")
+    assert msg.endswith("d.csv, line 3, column 2 (price): missing label (an empty cell, NA, null, ...)")
     frame = pd.DataFrame({"price": [1.0, None], "km": [1.0, 2.0]})
     msg = error(tmp_path / "3", {"d.parquet": frame}, "application/x-parquet", target="price")
-    assert msg.endswith("d.parquet, row 2, column 1 (price): missing label (empty cell)")
+    assert msg.endswith("d.parquet, row 2, column 1 (price): missing label (an empty cell, NA, null, ...)")
 
 
 def test_target_not_in_header(tmp_path):

@@ -78,7 +78,7 @@ def test_an_unknown_level_and_a_missing_label_in_late_blocks(tmp_path, small_blo
     rows = csv_rows(20)
     rows[17] = ",170,Saab\n"
     msg = failure(write(tmp_path / "2", "d.csv", "".join(rows)))
-    assert msg.endswith("d.csv, line 18, column 1 (label): missing label (empty cell)")
+    assert msg.endswith("d.csv, line 18, column 1 (label): missing label (an empty cell, NA, null, ...)")
 
 
 def test_parquet_rows_in_late_blocks(tmp_path, small_blocks):

@@ -50,7 +50,9 @@ def lifecycle(workdir: Path, *args: str) -> Run:
 @pytest.fixture(scope="session")
 def first(tmp_path_factory) -> Run:
     root = tmp_path_factory.mktemp("lifecycle")
-    return lifecycle(root / "work", "--runner", "local")
+    # two instances per monitor job: the sharded monitor and the merge job run in the main test (the Docker
+    # runner's run below keeps the default one)
+    return lifecycle(root / "work", "--runner", "local", "--monitor-instances", "2")
 
 
 def test_first_run_completes_every_step(first):
@@ -156,6 +158,9 @@ def test_drift_is_found_on_the_drifted_batch_only_and_starts_the_retraining(firs
         # with the default 25 % tolerance the unchanged real-time traffic raises no model-quality violation
         assert mq["violations"] == []
         assert mon[f"batch-{algorithm}-scoring"]["model_quality"] is None
+    for run in mon:  # two instances each (--monitor-instances 2), merged by the follow-up job
+        hosts = first.workdir / "monitoring" / "runs" / run / "hosts"
+        assert sorted(p.parent.name for p in hosts.glob("*/profile_state.json")) == ["algo-1", "algo-2"], run
     assert "drifted batch, mileage: Baseline drift distance:" in first.stdout
     execution = first.summary["monitoring_execution"]
     assert execution["drift"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from cardata import REAL_CSV
 from core.schema import Schema
 from monitoring import baseline, jobenv, monitor
+from monitoring.sketches import rank_error
 
 START = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
 # the monitoring window of the tests: the hours around START
@@ -84,3 +86,60 @@ def by_check(out: Path, check: str) -> dict[str, dict[str, str]]:
 
 def predictions(frame: pd.DataFrame, seed: int = 0) -> np.ndarray:
     return frame["price"].to_numpy() * np.random.default_rng(seed).normal(1.0, 0.1, len(frame))
+
+
+DISTANCE = re.compile(r"distance: (.+) exceeds threshold")
+
+
+def sketch_quantile(numerical: dict, q: float) -> float:
+    """The q-quantile of a statistics.json KLL sketch (``data``: one list per level, each item weighing 2**level)."""
+    data = numerical["distribution"]["kll"]["sketch"]["data"]
+    items = np.concatenate([np.asarray(level, dtype=float) for level in data])
+    weights = np.concatenate([np.full(len(level), 2.0**lv) for lv, level in enumerate(data)])
+    order = np.argsort(items, kind="stable")
+    cum = np.cumsum(weights[order]) / weights.sum()
+    return float(items[order][min(np.searchsorted(cum, q), len(cum) - 1)])
+
+
+def assert_quantiles_within(numerical: dict, exact: np.ndarray, eps: float) -> None:
+    """Every decile of the sketch is a value whose true rank in ``exact`` is within ``eps`` of it (the KLL
+    guarantee: normalized rank error)."""
+    exact = np.sort(np.asarray(exact, dtype=float))
+    for q in np.linspace(0.05, 0.95, 19):
+        v = sketch_quantile(numerical, q)
+        lo = np.searchsorted(exact, v, "left") / len(exact)
+        hi = np.searchsorted(exact, v, "right") / len(exact)
+        assert lo - eps <= q <= hi + eps, f"quantile {q:.2f}: {v} has true rank [{lo:.4f}, {hi:.4f}], eps {eps:.4f}"
+
+
+def assert_same_result(merged: Path, single: Path, exact: pd.DataFrame | None = None) -> None:
+    """Counts, categorical statistics and moments equal; drift distances and quantiles within the KLL bound."""
+    assert read(merged / "statistics.json")["dataset"] == read(single / "statistics.json")["dataset"]
+    mv, sv = violations(merged), violations(single)
+    assert mv and [(v["feature_name"], v["constraint_check_type"]) for v in mv] == [
+        (v["feature_name"], v["constraint_check_type"]) for v in sv
+    ]
+    ms = {f["name"]: f for f in read(merged / "statistics.json")["features"]}
+    ss = {f["name"]: f for f in read(single / "statistics.json")["features"]}
+    assert ms.keys() == ss.keys()
+    k = None
+    for name, f in ms.items():
+        if "string_statistics" in f:
+            assert f["string_statistics"] == ss[name]["string_statistics"]
+            continue
+        m, s = f["numerical_statistics"], ss[name]["numerical_statistics"]
+        assert m["common"] == s["common"] and (m["min"], m["max"]) == (s["min"], s["max"])
+        for key in ("mean", "sum", "std_dev"):
+            assert m[key] == pytest.approx(s[key], rel=1e-12)
+        k = int(m["distribution"]["kll"]["sketch"]["parameters"]["k"])
+        if exact is not None:
+            for doc in (m, s):
+                assert_quantiles_within(doc, exact[name].to_numpy(), rank_error(k))
+    # each sketch's CDF is within eps of the exact one, so two runs' KS distances differ by at most 2 eps
+    assert k is not None
+    for a, b in zip(mv, sv, strict=True):
+        if a["constraint_check_type"] == "baseline_drift_check":
+            da, db = (float(DISTANCE.search(v["description"]).group(1)) for v in (a, b))
+            assert abs(da - db) <= 2 * rank_error(k)
+        else:
+            assert a == b

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = [*sorted((REPO / "scripts").glob("*.sh")), REPO / "containers" / "byoc"]
+CONTAINERS = REPO / "containers"
+SCRIPTS = [*sorted((REPO / "scripts").glob("*.sh")), CONTAINERS / "byoc", CONTAINERS / "install_venv.sh"]
 
 
 def test_there_are_scripts():

@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,8 @@ from hypothesis import strategies as st
 
 from algorithms import registry
 from emulators.local_server import LocalServer
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 FEATURES = ["mileage", "cylinder", "doors", "cruise", "sound", "leather", "make", "body_type"]
@@ -393,3 +397,24 @@ def test_a_restarted_worker_gets_keep_alive_traffic_within_seconds(trained, reco
                 t.join(30)
     assert took_connections is not None, "the replacement worker took no connection within 10 s of the kill"
     assert len(errors) <= 4  # at most the requests in flight on the killed worker
+
+
+@pytest.mark.parametrize("algorithm", ["xgboost", "linear"])
+def test_single_records_never_import_pandas(trained, algorithm):
+    """pandas costs a worker ~0.2-0.5 s of start-up: loading a model and answering single records (CSV, JSON)
+    must not import it; only a large CSV body's vectorised parser does."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from serving import model\n"
+        f"served = model.load({{'ALGORITHM': '{algorithm}'}}, directory=Path(sys.argv[1]))\n"
+        "assert served.reason is None, served.reason\n"
+        "answer = served.codecs.decoder('text/csv')(b'20105,6,4,1,0,0,Buick,sedan')\n"
+        "served.codecs.decoder('application/json')(b'[20105,6,4,1,0,0,\"Buick\",\"sedan\"]')\n"
+        "served.algorithm.predict(answer)\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(trained(algorithm).model_dir)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -303,8 +303,13 @@ class LocalSageMaker:
             job.stop_requested = True
             job.status = "Stopping"
             job.secondary = "Stopping"
-        self._start(lambda: self.runner.stop(job.dir), f"stop-{name}")
+        self._start(lambda: self._stop_hosts(job), f"stop-{name}")
         return {}
+
+    def _stop_hosts(self, job: Job) -> None:
+        """A job's one /opt/ml, or each host's of a multi-instance processing job."""
+        for base in [job.dir, *sorted(job.dir.glob("algo-*"))]:
+            self.runner.stop(base)
 
     @contextlib.contextmanager
     def _deadline(self, job: Job):
@@ -317,7 +322,7 @@ class LocalSageMaker:
         def expire() -> None:
             with self._lock:
                 job.timed_out = job.stop_requested = True
-            self.runner.stop(job.dir)
+            self._stop_hosts(job)
 
         timer = threading.Timer(limit, expire)
         timer.daemon = True
@@ -336,8 +341,9 @@ class LocalSageMaker:
         return out
 
     # -- S3 ---------------------------------------------------------------------------------------------------
-    def _download(self, uri: str, dest: Path, what: str) -> list[Path]:
-        """An S3 prefix (or one object) into ``dest``, keeping the key paths under the prefix (File mode)."""
+    def _download(self, uri: str, dest: Path, what: str, share: tuple[int, int] | None = None) -> list[Path]:
+        """An S3 prefix (or one object) into ``dest``, keeping the key paths under the prefix (File mode);
+        ``share`` (rank, hosts): only every hosts-th object from the rank-th (ShardedByS3Key)."""
         bucket, prefix = split_s3(uri)
         s3 = s3_client(self.region)
         keys = []
@@ -348,6 +354,9 @@ class LocalSageMaker:
             raise RunnerError(f"ClientError: {what}: the bucket of {uri} does not exist") from None
         if not keys:
             raise RunnerError(f'ClientError: No S3 objects found under S3 URL "{uri}" given in {what}.')
+        if share is not None:
+            keys = sorted(keys)[share[0] :: share[1]]
+        dest.mkdir(parents=True, exist_ok=True)
         files = []
         for key in keys:
             rel = key.rsplit("/", 1)[-1] if key == prefix else key[len(prefix) :].lstrip("/")
@@ -565,15 +574,23 @@ class LocalSageMaker:
             raise SageMakerError("ValidationException", f"{what}: LocalPath {path} must be under {PROCESSING}/")
 
     def _run_processing(self, job: Job) -> None:
-        p, base = job.request, job.dir
+        """One /opt/ml per instance (``ClusterConfig.InstanceCount``), each with SageMaker's resourceconfig.json
+        and processingjobconfig.json; ShardedByS3Key inputs give each host every N-th object (sorted keys), the
+        hosts run at once, and every host's outputs are uploaded to the same S3Uri, as SageMaker does."""
+        p = job.request
         app = p["AppSpecification"]
         image = self._resolve(app["ImageUri"])
+        count = int(p["ProcessingResources"]["ClusterConfig"].get("InstanceCount", 1))
+        hosts = [f"algo-{i + 1}" for i in range(count)]
+        bases = [job.dir] if count == 1 else [job.dir / host for host in hosts]
         for item in p.get("ProcessingInputs", []):
             s3 = item["S3Input"]
-            self._download(s3["S3Uri"], base / Path(s3["LocalPath"]).relative_to(OPT_ML), item["InputName"])
+            sharded = s3.get("S3DataDistributionType") == "ShardedByS3Key"
+            for rank, base in enumerate(bases):
+                share = (rank, count) if sharded else None
+                dest = base / Path(s3["LocalPath"]).relative_to(OPT_ML)
+                self._download(s3["S3Uri"], dest, item["InputName"], share=share)
         outputs = p.get("ProcessingOutputConfig", {}).get("Outputs", [])
-        for item in outputs:
-            (base / Path(item["S3Output"]["LocalPath"]).relative_to(OPT_ML)).mkdir(parents=True, exist_ok=True)
         argv = [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
         entrypoint: list[str] = []
         if app.get("ContainerEntrypoint") and Path(argv[0]).name != Path(ENTRYPOINT).name:
@@ -583,24 +600,68 @@ class LocalSageMaker:
         if not argv and not entrypoint:
             raise RunnerError(f"ClientError: ContainerArguments must name the image's command ({ENTRYPOINT})")
         command, args = (argv[0], argv[1:]) if not entrypoint else (Path(entrypoint[0]).name, argv)
-        # The whole /opt/ml tree is the job folder: inputs and outputs sit where their LocalPath says.
-        spec = ProcessingJob(command, base, env=dict(p.get("Environment", {})), args=args, entrypoint=entrypoint)
+        specs = []
+        for host, base in zip(hosts, bases, strict=True):
+            for item in outputs:
+                (base / Path(item["S3Output"]["LocalPath"]).relative_to(OPT_ML)).mkdir(parents=True, exist_ok=True)
+            # The whole /opt/ml tree is the host's folder: inputs and outputs sit where their LocalPath says.
+            spec = ProcessingJob(command, base, env=dict(p.get("Environment", {})), args=args, entrypoint=entrypoint)
+            self._host_config(spec, p, host, hosts)
+            specs.append(spec)
         self._secondary(job, "Processing")
         with self._deadline(job):
-            result = self.runner.process(spec, image=image.ref)
-        job.log = result.log
-        message = first_line(base / "output" / "message")
-        failure = first_line(base / "output" / "failure")
+            if count == 1:
+                results = [self.runner.process(specs[0], image=image.ref)]
+            else:
+                done: dict[int, Any] = {}
+
+                def run_host(i: int) -> None:
+                    try:
+                        done[i] = self.runner.process(specs[i], image=image.ref)
+                    except Exception as e:  # re-raised below, in the job's thread
+                        done[i] = e
+
+                threads = [self._start(lambda i=i: run_host(i), f"{job.name}-{hosts[i]}") for i in range(count)]
+                for t in threads:
+                    t.join()
+                for i in range(count):
+                    if isinstance(done.get(i), Exception):
+                        raise done[i]
+                    if i not in done:
+                        raise RunnerError(f"InternalServerError: host {hosts[i]} did not report a result")
+                results = [done[i] for i in range(count)]
+        job.log = "".join(r.log if count == 1 else f"[{h}]\n{r.log}" for h, r in zip(hosts, results, strict=True))
+        messages = [(first_line(b / "output" / "message"), first_line(b / "output" / "failure")) for b in bases]
+        failed = next((i for i, r in enumerate(results) if not r.ok), None)
+        pick = failed if failed is not None else 0
+        message, failure = messages[pick]
         job.exit_message = message or failure
         if job.stop_requested:
             return
-        if not result.ok:
+        if failed is not None:
+            result = results[failed]
             reason = failure or message or f"AlgorithmError: exit code {result.returncode}: {result.last_line()}"
-            raise RunnerError(reason, result.log)
+            raise RunnerError(reason if count == 1 else f"{hosts[failed]}: {reason}", result.log)
         self._secondary(job, "Uploading")
-        for item in outputs:
-            s3 = item["S3Output"]
-            self._upload_dir(base / Path(s3["LocalPath"]).relative_to(OPT_ML), s3["S3Uri"])
+        for base in bases:  # every host to the same prefix: a later host's file of the same name replaces one
+            for item in outputs:
+                s3 = item["S3Output"]
+                self._upload_dir(base / Path(s3["LocalPath"]).relative_to(OPT_ML), s3["S3Uri"])
+
+    def _host_config(self, spec: ProcessingJob, request: dict, host: str, hosts: list[str]) -> None:
+        """resourceconfig.json and processingjobconfig.json as SageMaker Processing writes them (paths as the
+        runner's job sees them: a local process gets its host folders)."""
+        config = spec.base_dir / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        resource = {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}
+        (config / "resourceconfig.json").write_text(json.dumps(resource))
+        doc = json.loads(json.dumps(request))
+        if self.runner.name == "local":
+            for item in doc.get("ProcessingInputs", []):
+                item["S3Input"]["LocalPath"] = str(
+                    spec.base_dir / Path(item["S3Input"]["LocalPath"]).relative_to(OPT_ML)
+                )
+        (config / "processingjobconfig.json").write_text(json.dumps(doc))
 
     def _op_describe_processing_job(self, p: dict) -> dict:
         job = self._job("processing", p["ProcessingJobName"])
@@ -1133,7 +1194,7 @@ class LocalSageMaker:
         for job in jobs:
             job.stop_requested = True
             with contextlib.suppress(Exception):
-                self.runner.stop(job.dir)
+                self._stop_hosts(job)
         for variant in variants:
             with contextlib.suppress(Exception):
                 self._retire(variant)

@@ -88,7 +88,14 @@ class Run:
         return self.stdout + self.stderr
 
 
-def _user() -> list[str]:
+# The images' non-root user (containers/Dockerfile): what the non-root tests run as.
+NON_ROOT = "byoc"
+NON_ROOT_UID = 1000
+
+
+def _user(user: str | None = None) -> list[str]:
+    if user is not None:
+        return ["--user", user]
     # The caller's uid: files written into the mounts stay removable; in CI that is root, as on SageMaker.
     return ["--user", f"{os.getuid()}:{os.getgid()}"] if hasattr(os, "getuid") else []
 
@@ -106,8 +113,9 @@ def run_args(
     entrypoint: str | None = None,
     network: str | None = None,
     network_alias: str | None = None,
+    user: str | None = None,
 ) -> list[str]:
-    cmd = ["run", "--read-only", "--tmpfs", "/tmp", *_user()]
+    cmd = ["run", "--read-only", "--tmpfs", "/tmp", *_user(user)]
     if network:
         cmd += ["--network", network]
     if network_alias:

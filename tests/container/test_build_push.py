@@ -188,16 +188,24 @@ def test_second_run_creates_nothing_and_pushes_the_same_digest(pushed, env):
     )
 
 
+def latest_id(name: str) -> str | None:
+    proc = docker("image", "inspect", "--format", "{{.Id}}", f"{name}:latest", check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def test_no_push_builds_and_prints_local_tags_without_aws(images, env):
+    """--no-latest: only the given tag; the local :latest (which other work may be running) stays as it was."""
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}  # proves no AWS call is made
     tag = f"nopush-{uuid.uuid4().hex[:8]}"
+    before = latest_id("byoc-monitor")
     try:
-        proc = build_push(env, "--no-push", "--images", "byoc-monitor", "--tag", tag)
+        proc = build_push(env, "--no-push", "--no-latest", "--images", "byoc-monitor", "--tag", tag)
         assert proc.returncode == 0, proc.stderr
         [line] = proc.stdout.splitlines()
         assert re.fullmatch(rf"byoc-monitor:{tag} sha256:[0-9a-f]{{64}}", line), line
         labels = docker("image", "inspect", "--format", "{{json .Config.Labels}}", f"byoc-monitor:{tag}").stdout
         assert "org.opencontainers.image.revision" in labels
+        assert latest_id("byoc-monitor") == before
     finally:
         docker("rmi", f"byoc-monitor:{tag}", check=False)
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from algorithms.metric_definitions import definitions
+from tests import opt_ml as om
 from tests.conftest import write_builtin_channels
 from tests.container.conftest import ALGORITHMS, new_job, training_volumes
 
@@ -61,13 +62,31 @@ def test_missing_channel_fails_with_reason_first(images, containers, tmp_path):
     assert "train" in (job.base_dir / "output" / "failure").read_text().splitlines()[0]
 
 
-def test_monitor_image_has_no_algorithm(images, containers, tmp_path, car_splits, car_schema):
-    """The processing image trains nothing: `train` there names the missing ALGORITHM instead of guessing."""
+def test_monitor_image_does_not_train(images, containers, tmp_path, car_splits, car_schema):
+    """The processing image holds no training code: `train` there is a usage error, not a guess."""
     job = new_job(tmp_path)
     write_builtin_channels(job, car_splits, car_schema)
     run = containers.run(images["monitor"], ["train"], volumes=training_volumes(job))
-    assert run.returncode == 1, run.output
-    assert "ALGORITHM" in (job.base_dir / "output" / "failure").read_text().splitlines()[0]
+    assert run.returncode == 2, run.output
+    assert "(received 'train')" in run.stderr
+    assert not (job.base_dir / "output" / "failure").exists()
+
+
+def test_parquet_channels_train_the_model_csv_trains(images, containers, trained_in_container, tmp_path, car_splits):
+    """Parquet written by pandas/pyarrow (as users and the preprocessing job write it), read in an image without
+    pyarrow (fastparquet): the same rows give the same model as the label-first CSV channels."""
+    csv = trained_in_container("xgboost")
+    assert csv.run.returncode == 0, csv.run.output
+    job = new_job(tmp_path)
+    for name in ("train", "validation", "test"):
+        job.channel(name, {"data.parquet": car_splits[name]}, content_type="application/x-parquet")
+    job.hyperparameters({"num_round": "60", "target": om.TARGET})
+    run = containers.run(images["xgboost"], ["train"], volumes=training_volumes(job))
+    assert run.returncode == 0, run.output
+    assert "pyarrow" not in run.output
+    models = (csv.model_dir, job.base_dir / "model")
+    metrics = [json.loads((d / "metadata.json").read_text())["metrics"] for d in models]
+    assert metrics[0] == metrics[1]
 
 
 def test_read_only_model_dir_fails_with_one_line_reason(images, containers, tmp_path, car_splits, car_schema):
