@@ -235,10 +235,10 @@ def test_random_csv_cells_never_5xx(client, rows):
         ({"ALGORITHM": "forest"}, "environment variable ALGORITHM: received 'forest', expected one of xgboost, linear"),
         ({"ALGORITHM": "xgboost"}, "model directory {base}/model does not exist"),
         ({"ALGORITHM": "xgboost", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/html"},
-         "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received 'text/html', expected one of text/csv, application/json, "
-         "application/jsonlines"),
+         "environment variable SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received 'text/html', expected one of text/csv, "
+         "application/json, application/jsonlines"),
         ({"ALGORITHM": "xgboost", "SERVING_UNKNOWN_CATEGORY": "ignore"},
-         "SERVING_UNKNOWN_CATEGORY: received 'ignore', expected one of ('error', 'missing')"),
+         "environment variable SERVING_UNKNOWN_CATEGORY: received 'ignore', expected one of error, missing"),
     ],
 )  # fmt: skip
 def test_load_reasons(tmp_path, env, reason):
