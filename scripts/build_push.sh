@@ -4,10 +4,10 @@
 #   scripts/build_push.sh [--region R] [--account ID] [--tag T] [--no-latest] [--images xgboost,linear,monitor]
 #                         [--no-push] [--registry HOST[:PORT]] [--endpoint-url URL] [--base-image IMAGE]
 #
-# Builds byoc-<name>:<tag> and byoc-<name>:latest locally (containers/Dockerfile, one target per image). Unless
-# --no-push: creates each ECR repository when missing (scan on push on), logs Docker in with an ECR authorization
-# token (what `aws ecr get-login-password | docker login` does, via boto3: no AWS CLI needed), tags and pushes
-# <tag> and latest, and prints one line per pushed tag on stdout:
+# Builds byoc-<name>:<tag> and byoc-<name>:latest locally (containers/Dockerfile, one target per image; --no-latest:
+# <tag> only, locally and in ECR). Unless --no-push: creates each ECR repository when missing (scan on push on),
+# logs Docker in with an ECR authorization token (what `aws ecr get-login-password | docker login` does, via
+# boto3: no AWS CLI needed), tags and pushes <tag> and latest, and prints one line per pushed tag on stdout:
 #   <registry>/byoc-xgboost:<tag> <registry>/byoc-xgboost@sha256:<digest>
 # (with --no-push: byoc-xgboost:<tag> <image id>). Everything else goes to stderr. Idempotent.
 #
@@ -159,8 +159,10 @@ compgen -G "$REPO/containers/wheelhouse/*.whl" >/dev/null ||
 for name in "${IMAGES[@]}"; do
     log "building byoc-$name:$TAG"
     SECONDS=0
+    local_tags=(-t "byoc-$name:$TAG")
+    ((LATEST)) && local_tags+=(-t "byoc-$name:latest")
     docker build -f "$REPO/containers/Dockerfile" --target "$name" "${build_args[@]}" \
-        -t "byoc-$name:$TAG" -t "byoc-$name:latest" "$REPO" >&2 || die "docker build of byoc-$name failed (output above)"
+        "${local_tags[@]}" "$REPO" >&2 || die "docker build of byoc-$name failed (output above)"
     log "built byoc-$name:$TAG in ${SECONDS}s ($(docker image inspect -f '{{.Size}}' "byoc-$name:$TAG" | awk '{printf "%d MB", $1/1e6}'))"
 done
 
