@@ -530,11 +530,11 @@ def _initial_weights(
 ) -> tuple[np.ndarray, float]:
     p = Z.shape[1]
     n = len(t) if n is None else n  # every host's rows together
-    w = np.zeros(p)
+    w: np.ndarray = np.zeros(p)
     if s.init_method == "uniform":
-        w = rng.uniform(-s.init_scale, s.init_scale, p)
+        w = rng.uniform(-s.init_scale, s.init_scale, (p,))
     elif s.init_method == "normal":
-        w = rng.normal(0.0, s.init_sigma, p)
+        w = rng.normal(0.0, s.init_sigma, (p,))
     elif active.any():
         # Minimiser of mean(0.5 r^2) + wd/2 |w|^2; lstsq gives the minimum-norm solution when one-hot columns
         # are collinear with the bias.

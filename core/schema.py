@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,9 +191,9 @@ def to_float(col: pd.Series, *, source: str | None, first_line: int, column: str
     """A column as float64; empty cells are NaN; anything else unparsable or out of range is a DataError naming
     the cell (inf and magnitudes above MAX_MAGNITUDE included)."""
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        _check_range(out, lambda i: repr(float(out[i])), source, first_line, column)
-        return out
+        numbers: np.ndarray = col.to_numpy(dtype=np.float64, na_value=np.nan)  # pandas is untyped: Any
+        _check_range(numbers, lambda i: repr(float(numbers[i])), source, first_line, column)
+        return numbers
     as_str = col.astype("string").str.strip()
     values = pd.to_numeric(as_str.replace("", pd.NA), errors="coerce")
     bad = values.isna() & as_str.notna() & (as_str != "")
@@ -202,12 +202,14 @@ def to_float(col: pd.Series, *, source: str | None, first_line: int, column: str
         raise DataError(
             f"expected a number, received {as_str.iloc[i]!r}", file=source, line=first_line + i, column=column
         )
-    out = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    out: np.ndarray = values.to_numpy(dtype=np.float64, na_value=np.nan)
     _check_range(out, lambda i: repr(as_str.iloc[i]), source, first_line, column)
     return out
 
 
-def _check_range(values: np.ndarray, shown, source: str | None, first_line: int, column: str | int) -> None:
+def _check_range(
+    values: np.ndarray, shown: Callable[[int], str], source: str | None, first_line: int, column: str | int
+) -> None:
     with np.errstate(invalid="ignore"):
         bad = np.abs(values) > MAX_MAGNITUDE  # NaN (missing) compares False
     if bad.any():
@@ -238,7 +240,8 @@ def _encode_categorical(
             line=first_line + i,
             column=column,
         )
-    return mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+    encoded: np.ndarray = mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+    return encoded
 
 
 def level_of(feature: Feature, code: float) -> str | None:

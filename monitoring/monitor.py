@@ -171,21 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     if result.profile.item_count == 0:
         # Model Monitor fails such an execution ("Job inputs had no data"); fail_on_no_data=Disabled says
         # "nothing new" and succeeds, for schedules that run more often than data arrives
-        summary = {
+        message = _no_data_message(result, source, fail_on_no_data)
+        no_data = {
             "version": 1,
             "status": "Failed" if fail_on_no_data else "NoNewData",
-            "message": _no_data_message(result, source, fail_on_no_data),
+            "message": message,
             "files_read": len(result.files_read),
             "files_skipped_by_bookmark": result.files_skipped,
             "records_outside_window": result.records_outside_window,
             "malformed": {"count": result.bad.count, "examples": result.bad.examples},
         }
         # only the run summary: no statistics or violations that could be mistaken for a clean result
-        analyze.write_json(output / analyze.SUMMARY_FILE, summary)
+        analyze.write_json(output / analyze.SUMMARY_FILE, no_data)
         bookmark.save()
         if fail_on_no_data:
-            raise DataError(summary["message"])
-        print(summary["message"])
+            raise DataError(message)
+        print(message)
         return 0
     ctx = analyze.RunContext(
         output=output,

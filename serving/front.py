@@ -308,7 +308,8 @@ class Connection(asyncio.Protocol):
             self.worker.tasks.add(task)
             task.add_done_callback(self.worker.tasks.discard)
         elif path == "/ping" and method in ("GET", "HEAD"):
-            self._respond(*endpoints.ping(), head_only=method == "HEAD")
+            status, content_type, body = endpoints.ping()
+            self._respond(status, content_type, body, head_only=method == "HEAD")
         elif path == "/execution-parameters":
             if method in ("GET", "HEAD"):
                 self._respond(200, "application/json", self.worker.execution_parameters, head_only=method == "HEAD")
@@ -365,6 +366,7 @@ class Connection(asyncio.Protocol):
 class AsyncWorker(Worker):
     """A gunicorn worker running one asyncio loop over its connections."""
 
+    alive: bool  # gunicorn's Worker sets it (untyped here); False once told to stop
     max_requests_per_connection = 100
     header_timeout = 10.0
     body_timeout = 60.0

@@ -343,7 +343,7 @@ def test_sigterm_refuses_new_connections_at_once_and_closes_kept_alive_ones_clea
 
 
 def _children(pid: int) -> set[int]:
-    children = set()
+    children: set[int] = set()
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/children") as f:
             children.update(int(c) for c in f.read().split())
@@ -366,22 +366,20 @@ def test_a_restarted_worker_gets_keep_alive_traffic_within_seconds(trained, reco
     stop = threading.Event()
     errors = []
 
-    def client() -> None:
+    def client(url: str) -> None:
         with requests.Session() as session:
             for _ in range(20000):  # bounded; stopped by the event well before
                 if stop.is_set():
                     return
                 try:
-                    session.post(
-                        server.url + "/invocations", data=body, headers={"Content-Type": "text/csv"}, timeout=10
-                    )
+                    session.post(url + "/invocations", data=body, headers={"Content-Type": "text/csv"}, timeout=10)
                 except requests.RequestException as e:  # the killed worker's connections
                     errors.append(e)
 
     with LocalServer("xgboost", trained("xgboost").base_dir, workers=2, env={"SERVING_WORKER_CLASS": front}) as server:
         workers = _children(server.process.pid)
         assert len(workers) == 2
-        threads = [threading.Thread(target=client) for _ in range(4)]
+        threads = [threading.Thread(target=client, args=(server.url,)) for _ in range(4)]
         for t in threads:
             t.start()
         try:

@@ -322,16 +322,16 @@ class DockerRunner(Runner):
         if entrypoint:
             cmd += ["--entrypoint", entrypoint[0]]
             args = [*entrypoint[1:], *args]
-        key = base_dir.resolve()
+        job = base_dir.resolve()
         with self._lock:
-            self._jobs[key] = name
+            self._jobs[job] = name
         try:
             proc = _docker(*cmd, image, *args, timeout=JOB_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise RunnerError(f"{hint}: the container did not finish within {JOB_TIMEOUT_S} s") from None
         finally:
             with self._lock:
-                self._jobs.pop(key, None)
+                self._jobs.pop(job, None)
             self._remove(name)
         if proc.returncode == 125:  # the engine refused to start it: not the job's own failure
             raise RunnerError(f"{hint}: docker run failed: {' '.join(proc.stderr.split())}")
