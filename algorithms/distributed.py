@@ -171,15 +171,16 @@ class ExactProducts:
         self.bits = _grid_bits(rows)
         self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
         self.exponent = self._exponents(self.A)
-        self.high = self.low = None
+        self.high: np.ndarray | None = None
+        self.low: np.ndarray | None = None
         if self.exponent is not None:
             # float32 holds these integers (|x| <= 2^19) exactly, in half the memory; split in chunks for the same
             # reason.
-            self.high = np.empty(self.A.shape, dtype=np.float32)
-            self.low = np.empty(self.A.shape, dtype=np.float32)
+            self.high = high = np.empty(self.A.shape, dtype=np.float32)
+            self.low = low = np.empty(self.A.shape, dtype=np.float32)
             for start in range(0, len(self.A), 1 << 16):
                 r = slice(start, start + (1 << 16))
-                self.high[r], self.low[r] = _split(self.A[r], self.exponent, self.bits)
+                high[r], low[r] = _split(self.A[r], self.exponent, self.bits)
 
     def _exponents(self, M: np.ndarray) -> np.ndarray | None:
         top = self.comm.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
@@ -189,31 +190,33 @@ class ExactProducts:
 
     def gram(self) -> np.ndarray:
         """A'A over every host (exact as tdot, without splitting A a second time)."""
-        if self.exponent is None:
+        exponent, high, low = self.exponent, self.high, self.low
+        if exponent is None or high is None or low is None:
             return self.comm.allreduce(self.A.T @ self.A)
         p = self.A.shape[1]
         total = np.zeros((3, p, p), dtype=np.int64)
         for start in range(0, len(self.A), self.chunk):
             r = slice(start, start + self.chunk)
-            h, lo = self.high[r].astype(np.float64), self.low[r].astype(np.float64)
+            h, lo = high[r].astype(np.float64), low[r].astype(np.float64)
             cross = (h.T @ lo).astype(np.int64)
             total[0] += (h.T @ h).astype(np.int64)
             total[1] += cross + cross.T
             total[2] += (lo.T @ lo).astype(np.int64)
-        return self._combine(self.comm.allreduce(total), self.exponent)
+        return self._combine(self.comm.allreduce(total), exponent, exponent)
 
-    def _combine(self, total: np.ndarray, eb: np.ndarray) -> np.ndarray:
+    def _combine(self, total: np.ndarray, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
         scale = 2.0**-self.bits
         exact = total[0] + total[1].astype(np.float64) * scale + total[2].astype(np.float64) * scale * scale
-        return exact * np.ldexp(1.0, self.exponent[:, None] + eb[None, :])
+        return exact * np.ldexp(1.0, ea[:, None] + eb[None, :])
 
     def tdot(self, B: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
         """A[index]'B over every host; B holds the rows of A[index] (all of A without index)."""
         B = np.asarray(B, dtype=np.float64).reshape(len(B), -1)
         eb = self._exponents(B)
-        if self.exponent is None or eb is None:  # not finite (diverged): the caller reports it
+        exponent, high, low = self.exponent, self.high, self.low
+        if exponent is None or high is None or low is None or eb is None:  # not finite: the caller reports it
             return self.comm.allreduce((self.A if index is None else self.A[index]).T @ B)
-        ha, la = (self.high, self.low) if index is None else (self.high[index], self.low[index])
+        ha, la = (high, low) if index is None else (high[index], low[index])
         hb, lb = _split(B, eb, self.bits)
         total = np.zeros((3, ha.shape[1], hb.shape[1]), dtype=np.int64)
         for start in range(0, len(B), self.chunk):
@@ -222,7 +225,7 @@ class ExactProducts:
             total[0] += (h.T @ hb[r]).astype(np.int64)
             total[1] += (h.T @ lb[r] + lo.T @ hb[r]).astype(np.int64)
             total[2] += (lo.T @ lb[r]).astype(np.int64)
-        return self._combine(self.comm.allreduce(total), eb)
+        return self._combine(self.comm.allreduce(total), exponent, eb)
 
 
 def _grid_bits(rows: int) -> int:
@@ -322,7 +325,7 @@ def communicator(
                 n_workers=len(hosts), host_ip=tracker_address, port=port, sortby="task", timeout=BOOTSTRAP_TIMEOUT
             )
             tracker.start()
-        args = {
+        args: dict[str, int | str | None] = {
             "dmlc_tracker_uri": tracker_address,
             "dmlc_tracker_port": port,
             "dmlc_task_id": f"{rank:06d}-{current_host}",  # sortby=task: the tracker's rank is ours

@@ -550,10 +550,10 @@ def _initial_weights(
     """``design``: the exact-sum preparation of [Z, 1] (the trainer's), reused for the sufficient statistics."""
     p = Z.shape[1]
     n = len(t) if n is None else n  # every host's rows together
-    w = np.zeros(p)
+    w: np.ndarray = np.zeros(p)
     d = int(active.sum())
     if s.init_method == "uniform":
-        w = rng.uniform(-s.init_scale, s.init_scale, p)
+        w = rng.uniform(-s.init_scale, s.init_scale, (p,))
     elif s.init_method == "normal":
         w = rng.normal(0.0, s.init_sigma, p)
     elif d > len(t) and not getattr(comm, "distributed", False):

@@ -14,10 +14,14 @@ _PLUGINS = {
 NAMES = tuple(_PLUGINS)
 
 
-def get(name: str | None) -> type[Algorithm]:
-    if name not in _PLUGINS:
+def checked(name: str | None) -> str:
+    if name is None or name not in _PLUGINS:
         raise ConfigurationError(
             f"environment variable ALGORITHM: received {name!r}, expected one of {', '.join(NAMES)}"
         )
-    module, cls = _PLUGINS[name]
+    return name
+
+
+def get(name: str | None) -> type[Algorithm]:
+    module, cls = _PLUGINS[checked(name)]
     return getattr(importlib.import_module(module), cls)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import math
@@ -94,7 +95,7 @@ def _read_json(path: Path, *, required: bool = True) -> Any:
 
 def load_config(algorithm: str | None) -> JobConfig:
     """Read /opt/ml/input/config once, through sagemaker_training.environment."""
-    registry.get(algorithm)  # fail early, before any heavy import, on a bad ALGORITHM
+    algorithm = registry.checked(algorithm)  # fail early, before any heavy import, on a bad ALGORITHM
     if "SAGEMAKER_BASE_DIR" not in os.environ and not Path(DEFAULT_BASE_DIR).exists():
         # Without either, sagemaker_training invents a tree under ~/sagemaker_local with empty config at import.
         raise ConfigurationError(f"{DEFAULT_BASE_DIR} does not exist and SAGEMAKER_BASE_DIR is not set")
@@ -388,7 +389,8 @@ def write_failure(base_dir: Path, text: str) -> None:
 
 def _configure_logging() -> None:
     # Unbuffered lines to stdout (CloudWatch); quiet the third-party loggers that chat at INFO.
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # not when a caller replaced it (a test's capture)
+        sys.stdout.reconfigure(line_buffering=True)
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
         stream=sys.stdout, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True

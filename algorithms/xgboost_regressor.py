@@ -199,7 +199,7 @@ class XGBoostRegressor(Algorithm):
             remaining = 0
         if start is not None:
             logger.info("resuming from round %d: training %d more round(s) of %d", done, remaining, params["num_round"])
-        if remaining:
+        if remaining or start is None:
             booster = xgb.train(
                 booster_params,
                 dtrain,
@@ -377,7 +377,9 @@ class Checkpoints:
         self.directory, self.frequency, self.schema = directory, frequency, schema
 
     def _existing(self) -> list[tuple[int, Path]]:
-        found = []
+        found: list[tuple[int, Path]] = []
+        if self.directory is None:
+            return found
         for p in self.directory.iterdir() if self.directory.is_dir() else ():
             m = CHECKPOINT_PATTERN.match(p.name)
             if m:

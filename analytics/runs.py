@@ -59,7 +59,7 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _violations(path: Path, fallback: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _violations(path: Path, fallback: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The Model Monitor file when the folder holds it (what alerting reads), else the report's copy."""
     if not path.is_file():
         return list(fallback or [])

@@ -84,7 +84,7 @@ def write_captures(path: Path, lines: int, seed: int, lines_per_file: int) -> fl
             df = table.to_pandas()
             rows = df.drop(columns=TARGET).itertuples(index=False, name=None)
             preds = (df[TARGET] * 1.02).round(2).tolist()
-            out = []
+            out: list[str] = []
             for row, pred in zip(rows, preds, strict=True):
                 when = START + timedelta(seconds=written * 0.01)
                 if handle is None or (lines_per_file and in_file >= lines_per_file):

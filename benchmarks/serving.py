@@ -147,8 +147,14 @@ def single_record(server: LocalServer, seconds: int, tmp: Path, formats=("csv", 
         check.raise_for_status()
         wrk(server.url, body, ctype, 8, 2, tmp)  # warm-up
         for c in (1, 8):
-            results[f"{fmt}_c{c}"] = wrk(server.url, body, ctype, c, seconds, tmp, server.process.pid)
+            results[f"{fmt}_c{c}"] = wrk(server.url, body, ctype, c, seconds, tmp, server_pid(server))
     return results
+
+
+def server_pid(server: LocalServer) -> int:
+    if server.process is None:
+        raise RuntimeError(f"the server at {server.url} is not started")
+    return server.process.pid
 
 
 def slow_clients(server: LocalServer, seconds: int, tmp: Path) -> dict:
@@ -157,7 +163,7 @@ def slow_clients(server: LocalServer, seconds: int, tmp: Path) -> dict:
     with SlowClients(server.port, seconds=seconds + 10) as clients:
         pinger = threading.Thread(target=lambda: pings.update(ping_latencies(server.port, seconds)))
         pinger.start()
-        load = wrk(server.url, CSV_RECORD, "text/csv", 8, seconds, tmp, server.process.pid)
+        load = wrk(server.url, CSV_RECORD, "text/csv", 8, seconds, tmp, server_pid(server))
         pinger.join()
         reconnects = clients.reconnects
     return {"wrk_csv_c8": load, "ping": pings, "reconnects": reconnects}

@@ -12,6 +12,7 @@ import socket
 import statistics
 import threading
 import time
+from typing import cast
 
 _SLOW_HEAD = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: "
 
@@ -60,16 +61,16 @@ class SlowClients:
         next_byte = time.monotonic()
         while not self.stop.is_set() and time.monotonic() < end:
             for key, _ in sel.select(timeout=0.1):
-                s, is_slow = key.fileobj, key.data
+                s, is_slow = cast(socket.socket, key.fileobj), key.data
                 try:
-                    data = s.recv(4096)  # type: ignore[union-attr]
+                    data = s.recv(4096)
                 except OSError:
                     data = b""
                 if data:
                     continue  # an error page: the server closes next
                 sel.unregister(s)
-                slow.pop(s, None)  # type: ignore[arg-type]
-                s.close()  # type: ignore[union-attr]
+                slow.pop(s, None)
+                s.close()
                 fresh = self._connect()
                 self.reconnects += 1
                 if fresh is not None:

@@ -87,7 +87,8 @@ def wait(proc: subprocess.Popen, log: Path) -> tuple[int, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{proc.args[:3]} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        command = proc.args if isinstance(proc.args, list) else [proc.args]
+        raise SystemExit(f"{command[:3]} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
     return usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 

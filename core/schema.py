@@ -226,7 +226,8 @@ def _encode_categorical(
             line=first_line + i,
             column=column,
         )
-    return mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+    encoded: np.ndarray = mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+    return encoded
 
 
 def level_of(feature: Feature, code: float) -> str | None:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,7 @@ from emulators import dataprocessing as dpmod
 from emulators.minibatch import MIB, Batch, Record, RecordTooLarge, pack, split_records
 from emulators.model_server import InvocationError, ModelServer, ServerError
 
-DEFAULTS = {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}
+DEFAULTS: dict[str, int | str] = {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6}
 MAX_PAYLOAD_MB = 100
 _STRATEGIES = {"MultiRecord": "MultiRecord", "MULTI_RECORD": "MultiRecord", "SingleRecord": "SingleRecord",
                "SINGLE_RECORD": "SingleRecord"}  # fmt: skip
@@ -159,19 +159,20 @@ def resolve_execution_parameters(job: TransformJob, answer: Mapping | None) -> E
         "BatchStrategy": job.batch_strategy,
         "MaxPayloadInMB": job.max_payload_mb,
     }
-    values: dict[str, object] = {}
+    values: dict[str, int | str] = {}
     sources: dict[str, str] = {}
     for key, default in DEFAULTS.items():
-        if requested[key] is not None:
-            values[key], sources[key] = requested[key], "the job"
+        asked = requested[key]
+        if asked is not None:
+            values[key], sources[key] = asked, "the job"
         elif answer is not None and answer.get(key) is not None:
             values[key], sources[key] = _container_value(key, answer[key]), "/execution-parameters"
         else:
             values[key], sources[key] = default, "the defaults"
     params = ExecutionParameters(
-        int(values["MaxConcurrentTransforms"]),  # type: ignore[arg-type]
+        int(values["MaxConcurrentTransforms"]),
         str(values["BatchStrategy"]),
-        int(values["MaxPayloadInMB"]),  # type: ignore[arg-type]
+        int(values["MaxPayloadInMB"]),
         sources,
     )
     check_product(
@@ -182,12 +183,12 @@ def resolve_execution_parameters(job: TransformJob, answer: Mapping | None) -> E
     return params
 
 
-def _container_value(key: str, value: object) -> object:
+def _container_value(key: str, value: object) -> int | str:
     bad = JobError(f"/execution-parameters answered {key}={value!r}, which is not valid")
     if key == "BatchStrategy":
         if value not in _STRATEGIES:
             raise bad
-        return _STRATEGIES[value]  # type: ignore[index]
+        return _STRATEGIES[str(value)]
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad
     if key == "MaxConcurrentTransforms" and value < 1:
@@ -232,7 +233,7 @@ class Report:
 
 def in_order(
     batches: Iterable[Batch], call: Callable[[Batch], bytes], concurrency: int
-) -> Iterator[tuple[Batch, bytes]]:
+) -> Generator[tuple[Batch, bytes]]:
     """Up to ``concurrency`` requests in flight; answers come back in input order whatever order they finish in."""
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="invoke")
     window: deque[tuple[Batch, Future[bytes]]] = deque()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from monitoring.datacapture import capture_line, ground_truth_line, hour_dir
@@ -19,7 +20,7 @@ __all__ = ["capture_line", "ground_truth_line", "write_captures"]
 def write_captures(
     root: Path,
     frame: pd.DataFrame,
-    predictions: Sequence[float],
+    predictions: Sequence[float] | np.ndarray,
     start: datetime,
     *,
     endpoint: str = "car-prices",

@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,15 +134,20 @@ class LoopbackGuard:
             return real_getaddrinfo(host, *args, **kwargs)
 
         self._saved = {"connect": real_connect, "connect_ex": real_connect_ex, "getaddrinfo": real_getaddrinfo}
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+        self._patch(connect, connect_ex, getaddrinfo)
         return self
 
     def uninstall(self) -> None:
         if self._saved:
-            socket.socket.connect = self._saved["connect"]
-            socket.socket.connect_ex = self._saved["connect_ex"]
-            socket.getaddrinfo = self._saved["getaddrinfo"]
+            self._patch(self._saved["connect"], self._saved["connect_ex"], self._saved["getaddrinfo"])
             self._saved = {}
+
+    @staticmethod
+    def _patch(connect: Any, connect_ex: Any, getaddrinfo: Any) -> None:
+        # setattr: replacing methods of the socket module is the point of this guard
+        setattr(socket.socket, "connect", connect)  # noqa: B010
+        setattr(socket.socket, "connect_ex", connect_ex)  # noqa: B010
+        setattr(socket, "getaddrinfo", getaddrinfo)  # noqa: B010
 
 
 # -- containers ------------------------------------------------------------------------------------------------------
@@ -380,7 +385,8 @@ class _Tee(io.TextIOBase):
     """Local mode streams the container's output to sys.stdout; keep a copy to apply the metric regexes to."""
 
     def __init__(self, stream) -> None:
-        self.stream, self.chunks = stream, []
+        self.stream = stream
+        self.chunks: list[str] = []
 
     def write(self, text: str) -> int:
         self.chunks.append(text)
@@ -393,7 +399,7 @@ class _Tee(io.TextIOBase):
         return "".join(self.chunks)
 
 
-def parse_metrics(log: str, definitions: list[Mapping[str, str]]) -> dict[str, float]:
+def parse_metrics(log: str, definitions: Sequence[Mapping[str, str]]) -> dict[str, float]:
     """The last value each MetricDefinition regex finds in the log, as SageMaker reports the final metric."""
     found: dict[str, float] = {}
     for definition in definitions:
@@ -451,7 +457,9 @@ def train(
         instance_type="local",
         output_path=f"file://{output}",  # without it the SDK asks S3 (and STS) for its default bucket
         hyperparameters=dict(hyperparameters or {}),
-        metric_definitions=metric_definitions,  # local mode does not evaluate them; parse_metrics does
+        # local mode does not evaluate them; parse_metrics does. (The SDK's list of dict[str, str | PipelineVariable]
+        # is invariant, so a list of plain string dicts does not match it.)
+        metric_definitions=metric_definitions,  # type: ignore[arg-type]
         sagemaker_session=lm.session,
         base_job_name=f"byoc-{algorithm}",
     )
@@ -651,7 +659,10 @@ def failure_reason(output_tar: Path) -> str | None:
     with tarfile.open(output_tar) as tar:
         for member in tar.getmembers():
             if member.isfile() and member.name.removeprefix("./") == "failure":
-                data = tar.extractfile(member).read().decode("utf-8", "replace").strip()
+                content = tar.extractfile(member)
+                if content is None:
+                    continue
+                data = content.read().decode("utf-8", "replace").strip()
                 return data.splitlines()[0] if data else None
     return None
 

@@ -136,12 +136,15 @@ def _run(options, runner, progress, aws: LocalAws, work: Path, art: dict, summar
     # 3 -------------------------------------------------------------------------------------------------------
     capture_dir, truth_dir = work / "capture", work / "ground_truth"
     test = data.Split.read(splits / "test", "test")
-    urls = {a: aws.sagemaker.endpoint_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
+    sagemaker = aws.sagemaker
+    if sagemaker is None:  # set while LocalAws's with block runs, which holds this whole function
+        raise RuntimeError("the local AWS is not running")
+    urls = {a: sagemaker.endpoint_url(realtime.ENDPOINTS[a]) for a in ALGORITHMS}
     with progress.step("realtime", "real time: combiner Lambda + endpoints behind data capture") as r:
         # the combiner configured as the template deploys it: endpoint names from the SSM deployment records
         records = {a: f"/{PREFIX}/{a}/deployment" for a in ALGORITHMS}
         traffic = realtime.run(urls, test, options.rule, records)  # the endpoints capture, as their config says
-        aws.sagemaker.flush_capture()
+        sagemaker.flush_capture()
         aws.download(deployed["xgboost"]["CaptureUri"], capture_dir)
         captured = {a: {"captured": realtime.count_captured(capture_dir / realtime.ENDPOINTS[a])}
                     for a in ALGORITHMS}  # fmt: skip
@@ -236,9 +239,9 @@ def _run(options, runner, progress, aws: LocalAws, work: Path, art: dict, summar
             for e in sfn.list_executions(stateMachineArn=aws.machines["training"])["executions"]
             if e["name"].endswith(result.name)
         ]
-        for execution in retraining:
-            progress.detail(f"retraining {execution.name}: {execution.status}, {execution.visited()[-1]}")
-            for message in execution.messages:
+        for retrained in retraining:
+            progress.detail(f"retraining {retrained.name}: {retrained.status}, {retrained.visited()[-1]}")
+            for message in retrained.messages:
                 progress.detail(f"SNS: {message['Subject']}")
         tables = work / "analytics"  # what the scoring and monitoring pipelines appended (Athena's tables in AWS)
         aws.download(f"{aws.artifacts}/analytics", tables)

@@ -151,7 +151,7 @@ def _json_record(r: Any) -> Any:
 
 def _predictions_from_payload(payload: dict[str, Any]) -> list[float]:
     try:
-        data = payload.get("data")
+        data: Any = payload.get("data")  # JSON: whatever the capture holds; a wrong type is caught below
         encoding = str(payload.get("encoding", "CSV")).upper()
         if encoding == "BASE64":
             data = base64.b64decode(data).decode("utf-8")
@@ -213,7 +213,7 @@ class _RecordAccumulator:
         if isinstance(rec, dict):
             for k, v in rec.items():
                 # as written; a record spelling a feature otherwise (case, punctuation) still counts for it
-                name = k if k in self.names else self.lower.get(column_name(k), k)
+                name = k if k in self.names else self.lower.get(column_name(k), str(k))
                 self._set(name, _scalar(v))
         else:
             names = self.layout.names
@@ -403,12 +403,12 @@ def read_joined_jsonl(
             if "SageMakerInput" in doc:
                 records = _json_records(doc["SageMakerInput"], lines=False)
             else:
-                rec = {
+                fields = {
                     k: v
                     for k, v in doc.items()
                     if k not in ("SageMakerOutput", "SageMakerInferenceId", "SageMakerInferenceTime")
                 }
-                records = [rec]
+                records = [fields]
             preds = predictions_from_json(output) if output is not None else []
             if len(preds) != len(records):
                 preds = [math.nan] * len(records)

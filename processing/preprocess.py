@@ -286,7 +286,7 @@ def read_parquet(path: Path) -> Table:
 
 
 def read_all(files: list[Path]) -> list[Table]:
-    tables = []
+    tables: list[Table] = []
     for path in files:
         table = read_csv(path) if path.name.lower().endswith(CSV_SUFFIXES) else read_parquet(path)
         if tables:
@@ -400,7 +400,8 @@ def prepare(tables: list[Table], target: str, types: dict[str, str], one_hot: bo
 
 def one_hot_encode(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, Schema]:
     """Each categorical column becomes one 0/1 column per level, ``<name>_<level>``; a missing value is all zeros."""
-    cols: dict[str, object] = {schema.target: frame[schema.target]}
+    # A scoring file has no label column: only the features then.
+    cols: dict[str, object] = {} if schema.target is None else {schema.target: frame[schema.target]}
     features: list[Feature] = []
     taken = set(frame.columns)
     for f in schema.features:
@@ -425,14 +426,14 @@ def one_hot_encode(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, S
 def parse_split(text: str) -> tuple[float, float, float]:
     expected = "expected three fractions train,validation,test, each above 0, summing to 1 (e.g. 0.7,0.15,0.15)"
     try:
-        parts = tuple(float(p) for p in text.split(","))
+        parts = [float(p) for p in text.split(",")]
     except ValueError:
         raise ArgumentError(f"--split: {expected}; received {text!r}") from None
     if len(parts) != 3 or not all(math.isfinite(p) and 0 < p < 1 for p in parts):
         raise ArgumentError(f"--split: {expected}; received {text!r}")
     if abs(sum(parts) - 1) > 1e-6:
         raise ArgumentError(f"--split: {expected}; received {text!r} (sum {sum(parts):g})")
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1], parts[2]
 
 
 def split_indices(n: int, fractions: tuple[float, float, float], seed: int, split_text: str) -> dict[str, np.ndarray]:

@@ -4,11 +4,10 @@
 #   scripts/build_push.sh [--region R] [--account ID] [--tag T] [--no-latest] [--images xgboost,linear,monitor]
 #                         [--no-push] [--registry HOST[:PORT]] [--endpoint-url URL] [--base-image IMAGE]
 #
-# Builds byoc-<name>:<tag> and (without --no-latest) byoc-<name>:latest locally (containers/Dockerfile, one target
-# per image). Unless
-# --no-push: creates each ECR repository when missing (scan on push on), logs Docker in with an ECR authorization
-# token (what `aws ecr get-login-password | docker login` does, via boto3: no AWS CLI needed), tags and pushes
-# <tag> and latest, and prints one line per pushed tag on stdout:
+# Builds byoc-<name>:<tag> and byoc-<name>:latest locally (containers/Dockerfile, one target per image; --no-latest:
+# <tag> only, locally and in ECR). Unless --no-push: creates each ECR repository when missing (scan on push on),
+# logs Docker in with an ECR authorization token (what `aws ecr get-login-password | docker login` does, via
+# boto3: no AWS CLI needed), tags and pushes <tag> and latest, and prints one line per pushed tag on stdout:
 #   <registry>/byoc-xgboost:<tag> <registry>/byoc-xgboost@sha256:<digest>
 # (with --no-push: byoc-xgboost:<tag> <image id>). Everything else goes to stderr. Idempotent.
 #

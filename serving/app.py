@@ -45,7 +45,8 @@ _STATUS = {
 
 def read_body(stream, limit: int) -> bytes | None:
     """At most ``limit`` bytes of the body, or None when there are more (chunked bodies have no Content-Length)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = stream.read(min(_READ_CHUNK, limit + 1 - size))
         if not chunk:

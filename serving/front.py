@@ -303,7 +303,8 @@ class Connection(asyncio.Protocol):
                 return
             self._offload(endpoints.answer, req["body"], headers.get("content-type"), headers.get("accept"))
         elif path == "/ping" and method in ("GET", "HEAD"):
-            self._respond(*endpoints.ping(), head_only=method == "HEAD")
+            status, content_type, body = endpoints.ping()
+            self._respond(status, content_type, body, head_only=method == "HEAD")
         elif path == "/execution-parameters":
             if method in ("GET", "HEAD"):
                 self._respond(200, "application/json", self.worker.execution_parameters, head_only=method == "HEAD")
@@ -397,6 +398,7 @@ class Connection(asyncio.Protocol):
 class AsyncWorker(Worker):
     """A gunicorn worker running one asyncio loop over its connections."""
 
+    alive: bool  # gunicorn's Worker sets it (untyped here); False once told to stop
     max_requests_per_connection = 100
     header_timeout = 10.0
     body_timeout = 60.0

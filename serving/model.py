@@ -1,8 +1,8 @@
 """What a worker serves: the model, its schema and the codecs, loaded once at worker start.
 
-Loading never raises: a missing or unreadable model (or an invalid serving setting) yields a not-ready state
-carrying a one-line reason; /ping then answers 500 and /invocations 503 with that reason, and the server keeps
-running (a crash loop would only hide the reason).
+Loading never raises: a missing or unreadable model yields a not-ready state carrying a one-line reason; /ping
+then answers 500 and /invocations 503 with that reason, and the server keeps running (a crash loop would only
+hide the reason). A bad setting is refused earlier, by `python -m serving.serve` (serving/settings.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from algorithms import registry
 from algorithms.base import Algorithm, linked_files
 from core.errors import UserError
 from core.schema import FILENAME
-from serving.codecs import CSV, ENCODERS, Codecs
-from serving.records import UNKNOWN_POLICIES, RecordParser
+from serving.codecs import Codecs
+from serving.records import RecordParser
+from serving.settings import model_options
 
 log = logging.getLogger("serving")
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -62,14 +63,11 @@ class Served:
 
 
 def settings_problem(env: Mapping[str, str] = os.environ) -> str | None:
-    """Why the serving settings make every model unservable, or None."""
-    unknown = env.get("SERVING_UNKNOWN_CATEGORY", "error")
-    if unknown not in UNKNOWN_POLICIES:
-        return f"SERVING_UNKNOWN_CATEGORY: received {unknown!r}, expected one of {UNKNOWN_POLICIES}"
-    default_accept = (env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or CSV).split(";")[0].strip().lower()
-    if default_accept not in ENCODERS:
-        expected = ", ".join(ENCODERS)
-        return f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: received {default_accept!r}, expected one of {expected}"
+    """Why the serving settings make every model unservable, or None (serving.settings holds the rules)."""
+    try:
+        model_options(env)
+    except UserError as e:
+        return str(e)
     return None
 
 
@@ -77,12 +75,8 @@ def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None, dir
     """The model in ``directory`` (default: /opt/ml/model; the multi-model server passes each model's own)."""
     directory = model_dir(env) if directory is None else Path(directory)
     try:
-        problem = settings_problem(env)
-        if problem:
-            return Served(reason=problem)
-        unknown = env.get("SERVING_UNKNOWN_CATEGORY", "error")
-        default_accept = (env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or CSV).split(";")[0].strip().lower()
-        plugin = registry.get(env.get("ALGORITHM"))
+        options = model_options(env)
+        plugin = registry.get(options.algorithm)
         if not directory.is_dir():
             return Served(reason=f"model directory {directory} does not exist")
         # A link may point anywhere (/etc/passwd): read only files that stay inside the model directory.
@@ -91,7 +85,7 @@ def load(env: Mapping[str, str] = os.environ, *, threads: int | None = None, dir
             if not link.resolve().is_relative_to(inside):
                 return Served(reason=f"model file {link} is a symbolic link out of {directory}: refused")
         algorithm = plugin.load(directory, threads=threads)
-        codecs = Codecs(RecordParser(algorithm.schema, unknown), default_accept)
+        codecs = Codecs(RecordParser(algorithm.schema, options.unknown_category), options.default_accept)
         return Served(algorithm, codecs)
     except UserError as e:
         return Served(reason=str(e))

@@ -37,6 +37,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from core.errors import ConfigurationError
+from serving.settings import choice, model_options, switch
 
 log = logging.getLogger("serving")
 GRACEFUL_TIMEOUT = 25
@@ -49,7 +50,7 @@ WORKER_CLASSES = {
 }
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -57,8 +58,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"environment variable {name}: expected an integer, received {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"environment variable {name}: expected an integer >= {minimum}, received {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigurationError(f"environment variable {name}: expected an integer {allowed}, received {value}")
     return value
 
 
@@ -72,22 +74,19 @@ def cpu_count() -> int:
 class Settings:
     def __init__(self, env: Mapping[str, str] = os.environ):
         cpus = cpu_count()
-        self.port = _int(env, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=0)
+        self.port = _int(env, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=0, maximum=65535)
         self.workers = _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus)
         self.timeout = _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60)
         self.max_payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6)
-        self.worker_class = env.get("SERVING_WORKER_CLASS", "async").strip() or "async"
-        if self.worker_class not in WORKER_CLASSES:
-            raise ConfigurationError(
-                f"environment variable SERVING_WORKER_CLASS: received {self.worker_class!r}, "
-                f"expected one of {', '.join(WORKER_CLASSES)}"
-            )
+        self.worker_class = choice(env, "SERVING_WORKER_CLASS", tuple(WORKER_CLASSES), "async")
         self.threads = _int(env, "SERVING_THREADS", 2)
         self.max_requests_per_connection = _int(env, "SERVING_MAX_REQUESTS_PER_CONNECTION", 100)
         self.header_timeout = _int(env, "SERVING_HEADER_TIMEOUT", 10)
         self.body_timeout = _int(env, "SERVING_BODY_TIMEOUT", 60)
         self.numeric_threads = max(1, cpus // self.workers)
-        self.access_log = env.get("SERVING_ACCESS_LOG", "1").strip() not in ("0", "false", "no")
+        self.access_log = switch(env, "SERVING_ACCESS_LOG", True)
+        # Checked here too, so that a bad value stops the server instead of leaving every worker not ready.
+        self.model = model_options(env)
 
     def describe(self) -> str:
         threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""

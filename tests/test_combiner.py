@@ -13,7 +13,7 @@ import time
 
 import pytest
 from botocore.response import StreamingBody
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
 from algorithms import registry
 from emulators.capture import CaptureProxy
@@ -197,24 +197,60 @@ def body_of(doc: dict) -> StreamingBody:
     return StreamingBody(io.BytesIO(raw), len(raw))
 
 
-def test_sagemaker_runtime_calls_both_endpoints(stubbed):
-    # The two calls run concurrently; the stub answers in its queue's order, so both answers are the same.
-    for _ in range(2):
-        stubbed.add_response(
+@pytest.fixture
+def per_endpoint(stubbed, monkeypatch):
+    """One stubbed sagemaker-runtime client per endpoint name, so each endpoint gets its own answer whatever the
+    order of the two concurrent calls; a call to any other EndpointName fails the test (KeyError)."""
+    import boto3
+
+    stubs = {"cars-xgboost": stubbed}
+    clients = {"cars-xgboost": stubbed.client}
+    with Stubber(boto3.client("sagemaker-runtime", region_name="eu-west-1")) as linear:
+        stubs["cars-linear"], clients["cars-linear"] = linear, linear.client
+
+        class ByEndpoint:
+            def invoke_endpoint(self, **params):
+                return clients[params["EndpointName"]].invoke_endpoint(**params)
+
+        monkeypatch.setattr(combiner, "_runtime_client", lambda *_: ByEndpoint())
+        yield stubs
+        for stub in stubs.values():
+            stub.assert_no_pending_responses()
+
+
+def test_sagemaker_runtime_calls_both_endpoints(per_endpoint):
+    for endpoint, scores in {"cars-xgboost": [10.0, 30.0], "cars-linear": [20.0, 5.0]}.items():
+        per_endpoint[endpoint].add_response(
             "invoke_endpoint",
-            {"Body": body_of({"predictions": [{"score": 10.0}, {"score": 30.0}]}), "ContentType": "application/json"},
+            {"Body": body_of({"predictions": [{"score": s} for s in scores]}), "ContentType": "application/json"},
+            expected_params={
+                "EndpointName": endpoint,
+                "Body": b"1,2\n3,4",
+                "ContentType": "text/csv",
+                "Accept": "application/json",
+            },
         )
     status, doc = answer(combiner.handler(rest_event("1,2\n3,4", {"Content-Type": "text/csv"})))
     assert status == 200
     assert doc["predictions"] == [
-        {"score": 10.0, "xgboost": 10.0, "linear": 10.0},
-        {"score": 30.0, "xgboost": 30.0, "linear": 30.0},
+        {"score": 20.0, "xgboost": 10.0, "linear": 20.0},
+        {"score": 30.0, "xgboost": 30.0, "linear": 5.0},
     ]
 
 
-def test_sagemaker_model_error_4xx_is_passed_on(stubbed):
-    for _ in range(2):
-        stubbed.add_client_error(
+def ok_answer(stub: Stubber) -> None:
+    stub.add_response(
+        "invoke_endpoint", {"Body": body_of({"predictions": [{"score": 1.0}]}), "ContentType": "application/json"}
+    )
+
+
+@pytest.mark.parametrize("failing", ["cars-xgboost", "cars-linear"])
+def test_sagemaker_model_error_4xx_is_passed_on_naming_that_endpoint(per_endpoint, failing):
+    for endpoint, stub in per_endpoint.items():
+        if endpoint != failing:
+            ok_answer(stub)
+            continue
+        stub.add_client_error(
             "invoke_endpoint",
             service_error_code="ModelError",
             service_message="Received client error (400) from primary with message ...",
@@ -222,22 +258,20 @@ def test_sagemaker_model_error_4xx_is_passed_on(stubbed):
             modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "line 1: expected 8 features, received 1\n"},
         )
     status, doc = answer(combiner.handler(rest_event("1", {"Content-Type": "text/csv"})))
-    assert status == 400
-    assert doc["message"] in {
-        f"endpoint cars-{m}: line 1: expected 8 features, received 1" for m in ("xgboost", "linear")
-    }
+    assert (status, doc["message"]) == (400, f"endpoint {failing}: line 1: expected 8 features, received 1")
 
 
-def test_sagemaker_missing_endpoint_is_502(stubbed):
-    for _ in range(2):
-        stubbed.add_client_error(
-            "invoke_endpoint", service_error_code="ValidationError", service_message="Endpoint cars-x not found."
+@pytest.mark.parametrize("failing", ["cars-xgboost", "cars-linear"])
+def test_sagemaker_missing_endpoint_is_502_naming_that_endpoint(per_endpoint, failing):
+    for endpoint, stub in per_endpoint.items():
+        if endpoint != failing:
+            ok_answer(stub)
+            continue
+        stub.add_client_error(
+            "invoke_endpoint", service_error_code="ValidationError", service_message=f"Endpoint {failing} not found."
         )
     status, doc = answer(combiner.handler(rest_event("1", {"Content-Type": "text/csv"})))
-    assert status == 502
-    assert doc["message"] in {
-        f"endpoint cars-{m}: ValidationError: Endpoint cars-x not found." for m in ("xgboost", "linear")
-    }
+    assert (status, doc["message"]) == (502, f"endpoint {failing}: ValidationError: Endpoint {failing} not found.")
 
 
 def test_model_error_mapping():
@@ -274,13 +308,13 @@ def test_bad_inference_id_is_400(env):
     assert status == 400 and doc["message"].startswith("header X-Inference-Id: expected 1-64 printable characters")
 
 
-def test_sagemaker_runtime_gets_the_inference_id(stubbed):
-    for _ in range(2):
-        stubbed.add_response(
+def test_sagemaker_runtime_gets_the_inference_id(per_endpoint):
+    for endpoint, stub in per_endpoint.items():
+        stub.add_response(
             "invoke_endpoint",
             {"Body": body_of({"predictions": [{"score": 1.0}]}), "ContentType": "application/json"},
             expected_params={
-                "EndpointName": ANY,
+                "EndpointName": endpoint,
                 "Body": b"1,2",
                 "ContentType": "text/csv",
                 "Accept": "application/json",
@@ -289,7 +323,6 @@ def test_sagemaker_runtime_gets_the_inference_id(stubbed):
         )
     status, _ = answer(combiner.handler(rest_event("1,2", {"Content-Type": "text/csv", "X-Inference-Id": "order-7"})))
     assert status == 200
-    stubbed.assert_no_pending_responses()
 
 
 # -- hostile or broken endpoints (#14 item 14) ---------------------------------------------------------------

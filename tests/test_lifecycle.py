@@ -11,9 +11,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +38,11 @@ class Run:
         return json.loads((self.workdir / "summary.json").read_text())
 
 
-def lifecycle(workdir: Path, *args: str) -> Run:
+def lifecycle(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Run:
     proc = subprocess.run(
         [sys.executable, "-m", "lifecycle", "--workdir", str(workdir), *args],
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -257,9 +261,19 @@ def test_docker_runner_runs_the_images(tmp_path):
     ]
     if missing:
         unavailable(f"images not built: {', '.join(missing)}; build them with scripts/build_push.sh --no-push")
-    before = set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
-
-    run = lifecycle(tmp_path / "work", "--runner", "docker")
+    # This run's containers, by the label the Docker runner puts on each (not every container of the engine).
+    run_id = f"test-{uuid.uuid4().hex}"
+    label = f"byoc.lifecycle.run={run_id}"
+    events = subprocess.Popen(  # --since: events from before it subscribed count too
+        ["docker", "events", "--since", str(int(time.time()) - 1), "--filter", "type=container",
+         "--filter", "event=create", "--filter", f"label={label}", "--format", "{{.Actor.Attributes.name}}"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        run = lifecycle(tmp_path / "work", "--runner", "docker", env={"BYOC_RUN_ID": run_id})
+    finally:
+        events.terminate()
+    created = events.communicate(timeout=30)[0].split()
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "runner:   docker (Docker engine" in run.stdout
@@ -269,8 +283,9 @@ def test_docker_runner_runs_the_images(tmp_path):
     drifted = summary["monitoring"]["batch-xgboost-scoring-drifted"]["violations"]
     assert "mileage" in {v["feature_name"] for v in drifted}
     assert Path(summary["report"]).is_file()
-    after = set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
-    assert after <= before  # every container removed
+    assert created and all(name.startswith("lifecycle-") for name in created)  # the jobs and endpoints ran there
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True)
+    assert left.stdout.split() == []  # every container of this run removed
     # the same entry points in the images and as local processes: identical models
     local = lifecycle(tmp_path / "local", "--runner", "local")
     assert local.returncode == 0, local.stderr

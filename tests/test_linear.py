@@ -27,7 +27,7 @@ class Recorder:
     def __call__(self, split, metrics, iteration=None):
         self.calls.append((split, dict(metrics), iteration))
 
-    def series(self, split: str, metric: str) -> dict[int, float]:
+    def series(self, split: str, metric: str) -> dict[int | None, float]:
         return {it: m[metric] for s, m, it in self.calls if s == split}
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -60,7 +61,7 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     requests.post(moto_url + "/moto-api/reset", timeout=5)
     for k, v in {
         "AWS_ENDPOINT_URL": moto_url,
@@ -95,9 +96,9 @@ def _put_run(s3, prefix: str, violations: list[dict], mq: list[dict] | None = No
     return f"s3://mon/{prefix}/"
 
 
-def _messages(aws: dict[str, object]) -> list[dict]:
+def _messages(aws: dict[str, Any]) -> list[dict]:
     sqs = aws["sqs"]
-    out = []
+    out: list[dict] = []
     while True:
         resp = sqs.receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
         msgs = resp.get("Messages", [])
@@ -109,7 +110,7 @@ def _messages(aws: dict[str, object]) -> list[dict]:
             sqs.delete_message(QueueUrl=aws["queue"], ReceiptHandle=m["ReceiptHandle"])
 
 
-def test_one_message_with_enriched_violations(aws: dict[str, object]) -> None:
+def test_one_message_with_enriched_violations(aws: dict[str, Any]) -> None:
     mq = [
         {
             "metric_name": "rmse",
@@ -133,14 +134,14 @@ def test_one_message_with_enriched_violations(aws: dict[str, object]) -> None:
     assert rmse["value"] == 2500.5 and rmse["threshold"] == 2000.0
 
 
-def test_no_violations_no_message(aws: dict[str, object]) -> None:
+def test_no_violations_no_message(aws: dict[str, Any]) -> None:
     uri = _put_run(aws["s3"], "runs/clean", [])
     result = evaluate.handler({"output_uri": uri, "topic_arn": aws["topic"]})
     assert not result["drift_detected"] and not result["alerted"]
     assert _messages(aws) == []
 
 
-def test_alert_only_after_n_consecutive_runs(aws: dict[str, object]) -> None:
+def test_alert_only_after_n_consecutive_runs(aws: dict[str, Any]) -> None:
     s3 = aws["s3"]
     ev = {"topic_arn": aws["topic"], "consecutive": 2, "state_uri": "s3://mon/state/car-prices.json"}
     r1 = evaluate.handler({**ev, "output_uri": _put_run(s3, "runs/a", [DRIFT])})
@@ -161,7 +162,7 @@ def test_alert_only_after_n_consecutive_runs(aws: dict[str, object]) -> None:
     assert r5["consecutive_violating_runs"] == 1 and not r5["alerted"]
 
 
-def test_local_violations_file(aws: dict[str, object], tmp_path: Path) -> None:
+def test_local_violations_file(aws: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "constraint_violations.json").write_text(json.dumps({"violations": [DRIFT]}))
     result = evaluate.handler({"output_uri": str(tmp_path), "topic_arn": aws["topic"], "batch_job": "score-2024-01-01"})
     assert result["alerted"] and result["batch_job"] == "score-2024-01-01"
@@ -169,6 +170,6 @@ def test_local_violations_file(aws: dict[str, object], tmp_path: Path) -> None:
     assert msg["subject"] == "Drift on score-2024-01-01: 1 violations (mileage)"
 
 
-def test_missing_violations_file_is_an_error(aws: dict[str, object]) -> None:
+def test_missing_violations_file_is_an_error(aws: dict[str, Any]) -> None:
     with pytest.raises(FileNotFoundError, match=re.escape("s3://mon/runs/none/constraint_violations.json")):
         evaluate.handler({"output_uri": "s3://mon/runs/none/"})

@@ -74,7 +74,9 @@ def test_drift_is_flagged_in_both_directions(tmp_path: Path, monkeypatch: pytest
     out = _monitor(tmp_path, monkeypatch, base, _capture(tmp_path, _drifted(frame)))
     drift = by_check(out, "baseline_drift_check")
     assert set(drift) == {"mileage"}  # only the shifted feature
-    distance, threshold = map(float, DRIFT_RE.search(drift["mileage"]["description"]).groups())
+    found = DRIFT_RE.search(drift["mileage"]["description"])
+    assert found, drift["mileage"]["description"]
+    distance, threshold = map(float, found.groups())
     assert drift["mileage"]["description"].startswith("Baseline drift distance: ")
     assert distance > threshold == 0.1
     # the other way round: baseline from the drifted data, current = the original
@@ -527,7 +529,7 @@ def test_jsonlines_payloads_and_inference_id_join(tmp_path: Path, monkeypatch: p
                 "data": "\n".join(json.dumps(r) for r in recs),
                 "encoding": "JSON",
             }
-            out = {
+            answer = {
                 "observedContentType": "application/jsonlines",
                 "mode": "OUTPUT",
                 "data": "\n".join(json.dumps({"score": float(p)}) for p in preds[i : i + 2]),
@@ -535,7 +537,7 @@ def test_jsonlines_payloads_and_inference_id_join(tmp_path: Path, monkeypatch: p
             }
             meta = {"eventId": f"e{i}", "inferenceId": f"inf{i}", "inferenceTime": "2024-01-01T10:30:00Z"}
             f.write(
-                json.dumps({"captureData": {"endpointInput": payload, "endpointOutput": out}, "eventMetadata": meta})
+                json.dumps({"captureData": {"endpointInput": payload, "endpointOutput": answer}, "eventMetadata": meta})
             )
             f.write("\n")
             labels = "\n".join(str(y) for y in frame.price.iloc[i : i + 2])

@@ -350,7 +350,7 @@ def test_pass_role_is_only_the_sagemaker_role_to_sagemaker(resources):
 def expected_rules() -> dict[str, events.Rule]:
     """events.rules() with the template's bucket reference (the inputs are checked separately)."""
     bucket = {"Ref": "ArtifactBucket"}
-    trainings = {a: {} for a in training.HYPERPARAMETERS}
+    trainings: dict[str, dict[str, str]] = {a: {} for a in training.HYPERPARAMETERS}
     return {r.name: r for r in events.rules(bucket, trainings, {}, {})}  # type: ignore[arg-type]
 
 

@@ -32,14 +32,19 @@ class FailingEndpoints(runners.LocalRunner):
         return super().serve(*args, **kwargs)
 
 
+class Aws(LocalAws):
+    data_uri = ""  # the training data, uploaded once per test
+
+
 @pytest.fixture
 def aws(tmp_path):
-    with LocalAws(tmp_path / "work", FailingEndpoints()) as local:
+    local = Aws(tmp_path / "work", FailingEndpoints())
+    with local:
         local.data_uri = local.upload(DATA, f"data/training/{DATA.name}")
         yield local
 
 
-def run(aws: LocalAws, name: str, **overrides):
+def run(aws: Aws, name: str, **overrides):
     payload = aws.training_input("xgboost", aws.data_uri, **{"HyperParameters": FAST, **overrides})
     return aws.execute("training", payload, name)
 

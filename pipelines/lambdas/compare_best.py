@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any
+from typing import Any, TypeGuard
 
 
 class InvalidEvent(Exception):
@@ -47,7 +47,7 @@ def _client(service: str):
     return boto3.client(service, region_name=_region())
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

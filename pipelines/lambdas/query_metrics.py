@@ -188,7 +188,8 @@ def _read_evaluation(uri: str, job_name: str, metric_name: str) -> Any:
     body = _Bounded(obj["Body"], MAX_ARCHIVE_BYTES, uri)
     try:
         # "r|gz": a forward-only stream, so the archive is never held whole nor written anywhere.
-        with tarfile.open(fileobj=body, mode="r|gz") as tar:
+        # typeshed asks for a seekable, writable file whatever the mode; a stream mode only reads.
+        with tarfile.open(fileobj=body, mode="r|gz") as tar:  # type: ignore[call-overload]
             scanned = 0
             for count, member in enumerate(tar, 1):
                 if count > MAX_MEMBERS:

@@ -43,7 +43,7 @@ PREFIX = "cars"
 ARTIFACTS = f"s3://{BUCKET}/pipelines"
 PROCESSING_IMAGE = "byoc-monitor:latest"
 ALGORITHMS = ("xgboost", "linear")
-FUNCTIONS = {
+FUNCTIONS: dict[str, functions.Handler] = {
     "byoc-query-metrics": query_metrics.handler,
     "byoc-compare-best": compare_best.handler,
     "byoc-single-run": single_run.handler,
@@ -217,7 +217,9 @@ class LocalAws:
         if self.sagemaker is not None:
             self.sagemaker.flush_capture()  # SageMaker uploads captures as they come; the local proxy on demand
         return self.client("stepfunctions").start_execution(
-            stateMachineArn=self.machines[r.machine], name=str(uuid.uuid4()), input=json.dumps({**r.input, **overrides})
+            stateMachineArn=self.machines[r.machine],
+            name=str(uuid.uuid4()),
+            input=json.dumps({**(r.input or {}), **overrides}),
         )["executionArn"]
 
     @staticmethod
@@ -324,11 +326,11 @@ class LocalAws:
                 on_event(f"-> {name}")
         elif kind.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
-            run = open_runs.pop(name, None)
-            if run is not None:
-                run.exited = event["timestamp"]
+            exited = open_runs.pop(name, None)
+            if exited is not None:
+                exited.exited = event["timestamp"]
                 if on_event:
-                    on_event(f"<- {name} ({run.seconds:.1f} s)")
+                    on_event(f"<- {name} ({exited.seconds:.1f} s)")
         elif kind in ("TaskFailed", "ExecutionFailed") and on_event:
             details = event.get("taskFailedEventDetails") or event.get("executionFailedEventDetails") or {}
             cause = " ".join(str(details.get("cause", "")).split())
@@ -337,7 +339,7 @@ class LocalAws:
     def notifications(self) -> list[dict[str, str]]:
         """SNS messages published since the last call (each delivered once to the subscribed queue)."""
         sqs = self.client("sqs")
-        out = []
+        out: list[dict[str, str]] = []
         while True:
             got = sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not got:

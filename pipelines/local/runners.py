@@ -42,6 +42,9 @@ MODULES = {
 ENTRYPOINT = "/usr/local/bin/byoc"
 JOB_TIMEOUT_S = 600
 READY_TIMEOUT_S = 120
+# Every container of one run carries this label with the run's id (BYOC_RUN_ID when set, else a new one), so that
+# the run's containers can be found among whatever else the engine runs.
+RUN_LABEL = "byoc.lifecycle.run"
 SERVER_ENV = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}  # two servers on a small machine: one worker each
 
 
@@ -267,6 +270,7 @@ class DockerRunner(Runner):
 
     def __init__(self, found: str, tag: str = "latest"):
         self.found, self.tag = found, tag
+        self.run_id = os.environ.get("BYOC_RUN_ID") or uuid.uuid4().hex
         self.names: list[str] = []
         self._jobs: dict[Path, str] = {}  # base_dir -> container name of the running job
         self._lock = threading.Lock()
@@ -295,10 +299,9 @@ class DockerRunner(Runner):
             self.names.append(name)
         return name
 
-    @staticmethod
-    def _common() -> list[str]:
+    def _common(self) -> list[str]:
         user = ["--user", f"{os.getuid()}:{os.getgid()}"] if hasattr(os, "getuid") else []
-        return ["--read-only", "--tmpfs", "/tmp", *user]
+        return ["--read-only", "--tmpfs", "/tmp", *user, "--label", f"{RUN_LABEL}={self.run_id}"]
 
     def _run_job(
         self,
@@ -319,16 +322,16 @@ class DockerRunner(Runner):
         if entrypoint:
             cmd += ["--entrypoint", entrypoint[0]]
             args = [*entrypoint[1:], *args]
-        key = base_dir.resolve()
+        job = base_dir.resolve()
         with self._lock:
-            self._jobs[key] = name
+            self._jobs[job] = name
         try:
             proc = _docker(*cmd, image, *args, timeout=JOB_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise RunnerError(f"{hint}: the container did not finish within {JOB_TIMEOUT_S} s") from None
         finally:
             with self._lock:
-                self._jobs.pop(key, None)
+                self._jobs.pop(job, None)
             self._remove(name)
         if proc.returncode == 125:  # the engine refused to start it: not the job's own failure
             raise RunnerError(f"{hint}: docker run failed: {' '.join(proc.stderr.split())}")

@@ -80,7 +80,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def one_line(text: str, limit: int = REASON_LIMIT) -> str:
+def one_line(text: object, limit: int = REASON_LIMIT) -> str:
     return " ".join(str(text).split())[:limit]
 
 
@@ -229,7 +229,7 @@ class LocalSageMaker:
             raise SageMakerError("ResourceNotFound", "Requested resource not found.")
         return job
 
-    def _start(self, target: Callable[[], None], name: str) -> threading.Thread:
+    def _start(self, target: Callable[[], object], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
@@ -443,8 +443,9 @@ class LocalSageMaker:
             json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
         )
         checkpoint = p.get("CheckpointConfig")
-        checkpoint_dir = None
+        checkpoint_dir, checkpoint_uri = None, ""
         if checkpoint:
+            checkpoint_uri = checkpoint["S3Uri"]
             local = checkpoint.get("LocalPath", "/opt/ml/checkpoints")
             if local != OPT_ML and not local.startswith(OPT_ML + "/"):
                 raise RunnerError(f"ClientError: CheckpointConfig.LocalPath {local}: locally it must be under /opt/ml")
@@ -463,7 +464,7 @@ class LocalSageMaker:
                 result = self.runner.train(image.key, base, image=image.ref)
         finally:
             if checkpoint_dir is not None and any(checkpoint_dir.iterdir()):
-                self._upload_dir(checkpoint_dir, checkpoint["S3Uri"])
+                self._upload_dir(checkpoint_dir, checkpoint_uri)
         job.log = result.log
         job.metrics = self._metrics(p["AlgorithmSpecification"].get("MetricDefinitions", []), result.log)
         if job.stop_requested:

@@ -76,7 +76,10 @@ class SageMakerTask(StateTaskServiceCallback):
 
     def __init__(self) -> None:
         # WaitForTaskToken is listed only because moto's callback plumbing expects a callback endpoint.
-        super().__init__(supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken})
+        super().__init__(
+            # moto declares set[ResourceCondition] but its constants are plain str class attributes
+            supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}  # type: ignore[arg-type]
+        )
 
     def _get_supported_parameters(self) -> set[str] | None:
         return None  # every parameter goes to SageMaker, which validates it (as AWS does)
@@ -104,7 +107,8 @@ class SageMakerTask(StateTaskServiceCallback):
                 env=env,
                 error_name=CustomErrorName(name),
                 event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
+                # moto's EventDetails TypedDict is total; an event carries only its own kind of details
+                event_details=EventDetails(  # type: ignore[typeddict-item]
                     taskFailedEventDetails=TaskFailedEventDetails(
                         error=name,
                         cause=cause,
@@ -142,7 +146,7 @@ class SageMakerTask(StateTaskServiceCallback):
                         env=env,
                         error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                         event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
+                        event_details=EventDetails(  # type: ignore[typeddict-item]  # total in moto, as above
                             taskFailedEventDetails=TaskFailedEventDetails(
                                 resource=self._get_sfn_resource(),
                                 resourceType=self._get_sfn_resource_type(),

@@ -1,8 +1,9 @@
 """scripts/build_push.sh for real: moto plays the ECR API, a local docker-registry with htpasswd plays ECR's registry.
 
-The registry's only user is AWS, with the password that moto's GetAuthorizationToken hands out (scripts/services.sh
-sets it up), so the script's whole flow runs: describe/create repository, token, docker login, tag, push, digest.
-Then the image is pulled back by digest and serves.
+The registry's only user is AWS, with the password that moto's GetAuthorizationToken hands out, so the script's
+whole flow runs: describe/create repository, token, docker login, tag, push, digest. Then the image is pulled back
+by digest and serves. The tests start their own moto and registries on free ports (the shared ones on 5000/5001
+stay untouched) and build under their own tags with --no-latest, so the engine's :latest images stay as they were.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -24,14 +27,12 @@ from tests.container.conftest import REPO, docker, host_port, unavailable, wait_
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 SCRIPT = REPO / "scripts" / "build_push.sh"
-MOTO = os.environ.get("BYOC_MOTO_URL", "http://127.0.0.1:5001")
-REGISTRY = os.environ.get("BYOC_TEST_REGISTRY", "127.0.0.1:5000")
 REGION = "us-east-1"
 # build_push.sh's stdout: "<registry>/byoc-<name>:<tag> <registry>/byoc-<name>@sha256:<digest>"
 DIGEST_LINE = re.compile(
     r"^(?P<uri>\S+/byoc-(?P<name>[a-z]+):(?P<tag>\S+)) (?P<ref>\S+/byoc-[a-z]+@sha256:[0-9a-f]{64})$"
 )
-STARTED_HINT = "start them with scripts/services.sh start"
+INSTALL_HINT = "install it with scripts/services.sh install"
 
 
 def reachable(url: str) -> bool:
@@ -42,23 +43,81 @@ def reachable(url: str) -> bool:
         return False
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(url: str, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not reachable(url):
+        assert proc.poll() is None, f"{what} exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+        assert time.monotonic() < deadline, f"{what} did not answer {url} within 60 s"
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
-def services(images) -> None:
-    if not reachable(f"{MOTO}/moto-api/"):
-        unavailable(f"moto not reachable at {MOTO}; {STARTED_HINT}")
-    if not reachable(f"http://{REGISTRY}/v2/"):
-        unavailable(f"no registry at {REGISTRY}; {STARTED_HINT}")
+def moto(images):
+    """This module's own moto server (ECR), on a free port."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(f"{url}/moto-api/", proc, "moto_server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
-def ecr():
+def ecr(moto_url: str):
     return boto3.client(
-        "ecr", region_name=REGION, endpoint_url=MOTO, aws_access_key_id="testing", aws_secret_access_key="testing"
+        "ecr", region_name=REGION, endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing"
     )
 
 
-def ecr_password() -> str:
-    token = ecr().get_authorization_token()["authorizationData"][0]["authorizationToken"]
+def ecr_password(moto_url: str) -> str:
+    token = ecr(moto_url).get_authorization_token()["authorizationData"][0]["authorizationToken"]
     return base64.b64decode(token).decode().split(":", 1)[1]
+
+
+def start_registry(root: Path, password: str, *, read_only: bool = False) -> tuple[str, subprocess.Popen]:
+    """A docker-registry on a free port whose only user is AWS with ``password`` (optionally read-only)."""
+    bcrypt = pytest.importorskip("bcrypt")
+    if subprocess.run(["which", "docker-registry"], capture_output=True, check=False).returncode:
+        unavailable(f"docker-registry not installed; {INSTALL_HINT}")
+    root.mkdir(parents=True)
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    (root / "htpasswd").write_text(f"AWS:{hashed}\n")
+    addr = f"127.0.0.1:{free_port()}"
+    maintenance = "  maintenance:\n    readonly:\n      enabled: true\n" if read_only else ""
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+        f"{maintenance}http:\n  addr: {addr}\n"
+        f"auth:\n  htpasswd:\n    realm: test\n    path: {root}/htpasswd\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(f"http://{addr}/v2/", proc, "docker-registry")
+    except AssertionError:
+        proc.kill()
+        raise
+    return addr, proc
+
+
+@pytest.fixture(scope="module")
+def registry(moto, tmp_path_factory):
+    """This module's own registry, with the password this module's moto hands out."""
+    addr, proc = start_registry(tmp_path_factory.mktemp("registry") / "root", ecr_password(moto))
+    yield addr
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 def base_image_env() -> dict[str, str]:
@@ -94,8 +153,16 @@ def build_push(env: dict[str, str], *args: str, timeout: float = 900) -> subproc
     )
 
 
-def push_args(tag: str, registry: str = REGISTRY) -> list[str]:
-    return ["--region", REGION, "--endpoint-url", MOTO, "--registry", registry, "--images", "linear", "--tag", tag]
+def push_args(tag: str, registry: str, moto_url: str) -> list[str]:
+    return [
+        "--region", REGION, "--endpoint-url", moto_url, "--registry", registry, "--images", "linear", "--tag", tag,
+        "--no-latest",
+    ]  # fmt: skip
+
+
+def image_id(ref: str) -> str | None:
+    proc = docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
@@ -105,52 +172,46 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def pushed(services, tmp_path_factory):
-    """One real push of byoc-linear to an ECR repository that did not exist before."""
-    try:
-        ecr().delete_repository(repositoryName="byoc-linear", force=True)
-    except ecr().exceptions.RepositoryNotFoundException:
-        pass
+def pushed(moto, registry, tmp_path_factory):
+    """One real push of byoc-linear to an ECR repository that did not exist before (this module's moto is new)."""
     tag = f"pushtest-{uuid.uuid4().hex[:8]}"
     docker_config = tmp_path_factory.mktemp("docker-config")
     env = {**os.environ, **base_image_env(), "DOCKER_CONFIG": str(docker_config)}
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
     env.pop("AWS_PROFILE", None)
-    proc = build_push(env, *push_args(tag))
-    yield proc, tag, env
-    for ref in (f"{REGISTRY}/byoc-linear:{tag}", f"{REGISTRY}/byoc-linear:latest", f"byoc-linear:{tag}"):
+    latest = image_id("byoc-linear:latest")
+    proc = build_push(env, *push_args(tag, registry, moto))
+    yield proc, tag, env, latest
+    for ref in (f"{registry}/byoc-linear:{tag}", f"byoc-linear:{tag}"):
         docker("rmi", ref, check=False)
 
 
-def test_push_prints_uri_and_digest_per_tag_on_stdout(pushed):
-    proc, tag, _ = pushed
+def test_push_prints_uri_and_digest_on_stdout_and_leaves_latest_alone(pushed, registry):
+    proc, tag, _, latest = pushed
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    matches = [DIGEST_LINE.match(line) for line in lines]
-    assert all(matches), proc.stdout
-    assert [(m["uri"], m["tag"]) for m in matches] == [
-        (f"{REGISTRY}/byoc-linear:{tag}", tag),
-        (f"{REGISTRY}/byoc-linear:latest", "latest"),
-    ]
-    assert len({m["ref"] for m in matches}) == 1, "both tags name the same manifest"
+    [line] = proc.stdout.splitlines()  # --no-latest: the one tag
+    match = DIGEST_LINE.match(line)
+    assert match, proc.stdout
+    assert (match["uri"], match["tag"]) == (f"{registry}/byoc-linear:{tag}", tag)
+    assert image_id("byoc-linear:latest") == latest  # the engine's :latest image was not rebuilt or retagged
 
 
-def test_repository_created_with_scan_on_push(pushed):
-    proc, _, _ = pushed
+def test_repository_created_with_scan_on_push(pushed, moto):
+    proc, _, _, _ = pushed
     assert proc.returncode == 0, proc.stderr
     assert "created ECR repository byoc-linear (scan on push)" in proc.stderr
-    [repo] = ecr().describe_repositories(repositoryNames=["byoc-linear"])["repositories"]
+    [repo] = ecr(moto).describe_repositories(repositoryNames=["byoc-linear"])["repositories"]
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
 
 
-def test_registry_holds_the_manifest_under_that_digest(pushed):
-    proc, _, _ = pushed
+def test_registry_holds_the_manifest_under_that_digest(pushed, registry, moto):
+    proc, _, _, _ = pushed
     assert proc.returncode == 0, proc.stderr
     ref = DIGEST_LINE.match(proc.stdout.splitlines()[0])["ref"]
     digest = ref.rsplit("@", 1)[1]
     response = requests.get(
-        f"http://{REGISTRY}/v2/byoc-linear/manifests/{digest}",
-        auth=("AWS", ecr_password()),
+        f"http://{registry}/v2/byoc-linear/manifests/{digest}",
+        auth=("AWS", ecr_password(moto)),
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
         timeout=30,
     )
@@ -158,11 +219,11 @@ def test_registry_holds_the_manifest_under_that_digest(pushed):
     assert response.headers["Docker-Content-Digest"] == digest
 
 
-def test_pulled_back_by_digest_it_serves(pushed, containers, trained_in_container):
-    proc, tag, env = pushed
+def test_pulled_back_by_digest_it_serves(pushed, registry, containers, trained_in_container):
+    proc, tag, env, _ = pushed
     assert proc.returncode == 0, proc.stderr
     ref = DIGEST_LINE.match(proc.stdout.splitlines()[0])["ref"]
-    docker("rmi", f"{REGISTRY}/byoc-linear:{tag}", f"{REGISTRY}/byoc-linear:latest", f"byoc-linear:{tag}")
+    docker("rmi", f"{registry}/byoc-linear:{tag}", f"byoc-linear:{tag}")
     docker("rmi", ref, check=False)  # a digest reference left by the push, if any
     pull = docker("pull", ref, env=env, timeout=600)
     assert "Digest: " + ref.rsplit("@", 1)[1] in pull.stdout, pull.stdout
@@ -175,17 +236,15 @@ def test_pulled_back_by_digest_it_serves(pushed, containers, trained_in_containe
         docker("rmi", ref, check=False)
 
 
-def test_second_run_creates_nothing_and_pushes_the_same_digest(pushed, env):
-    first, tag, _ = pushed
+def test_second_run_creates_nothing_and_pushes_the_same_digest(pushed, env, registry, moto):
+    first, tag, _, _ = pushed
     assert first.returncode == 0, first.stderr
-    second = build_push(env, *push_args(tag))
+    second = build_push(env, *push_args(tag, registry, moto))
     assert second.returncode == 0, second.stderr
     assert "ECR repository byoc-linear exists" in second.stderr
     assert "created" not in second.stderr
     assert second.stdout == first.stdout
-    assert len(ecr().describe_repositories()["repositories"]) == len(
-        {r["repositoryName"] for r in ecr().describe_repositories()["repositories"]}
-    )
+    assert [r["repositoryName"] for r in ecr(moto).describe_repositories()["repositories"]] == ["byoc-linear"]
 
 
 def latest_id(name: str) -> str | None:
@@ -213,7 +272,7 @@ def test_no_push_builds_and_prints_local_tags_without_aws(images, env):
 # -- failing fast, one line each ---------------------------------------------------------------------------------
 def test_docker_not_reachable(env):
     env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
-    proc = build_push(env, *push_args("never"), timeout=120)
+    proc = build_push(env, *push_args("never", "127.0.0.1:9", "http://127.0.0.1:9"), timeout=120)
     assert proc.returncode == 1
     assert error_line(proc).startswith(
         "build_push: error: Docker engine not reachable (DOCKER_HOST=unix:///nonexistent"
@@ -221,9 +280,9 @@ def test_docker_not_reachable(env):
     assert proc.stdout == ""
 
 
-def test_missing_credentials(services, env):
+def test_missing_credentials(moto, registry, env):
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
-    proc = build_push(env, *push_args("never"), timeout=120)
+    proc = build_push(env, *push_args("never", registry, moto), timeout=120)
     assert proc.returncode == 1
     assert error_line(proc).startswith("build_push: error: no AWS credentials found")
     assert "building" not in proc.stderr, "must fail before the build"
@@ -244,41 +303,14 @@ def test_bad_arguments(env, arg, value, message):
     assert message in error_line(proc)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def own_registry(tmp_path):
-    """Start a docker-registry on a free port with the given AWS password (and optionally read-only)."""
+    """More registries for one test, each on a free port with the given AWS password (and optionally read-only)."""
     procs: list[subprocess.Popen] = []
 
     def start(password: str, *, read_only: bool = False) -> str:
-        bcrypt = pytest.importorskip("bcrypt")
-        if subprocess.run(["which", "docker-registry"], capture_output=True, check=False).returncode:
-            unavailable(f"docker-registry not installed; {STARTED_HINT.replace('start', 'install')}")
-        root = tmp_path / f"registry-{len(procs)}"
-        root.mkdir()
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
-        (root / "htpasswd").write_text(f"AWS:{hashed}\n")
-        addr = f"127.0.0.1:{free_port()}"
-        maintenance = "  maintenance:\n    readonly:\n      enabled: true\n" if read_only else ""
-        (root / "config.yml").write_text(
-            f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
-            f"{maintenance}http:\n  addr: {addr}\n"
-            f"auth:\n  htpasswd:\n    realm: test\n    path: {root}/htpasswd\n"
-        )
-        proc = subprocess.Popen(
-            ["docker-registry", "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        addr, proc = start_registry(tmp_path / f"registry-{len(procs)}", password, read_only=read_only)
         procs.append(proc)
-        deadline = time.monotonic() + 60
-        while not reachable(f"http://{addr}/v2/"):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, f"registry on {addr} did not start"
-            time.sleep(0.1)
         return addr
 
     yield start
@@ -287,20 +319,20 @@ def own_registry(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_registry_refuses_the_login(services, env, own_registry):
+def test_registry_refuses_the_login(moto, env, own_registry):
     registry = own_registry("not-the-ecr-token-password")
-    proc = build_push(env, *push_args("never", registry), timeout=120)
+    proc = build_push(env, *push_args("never", registry, moto), timeout=120)
     assert proc.returncode == 1
     assert error_line(proc).startswith(f"build_push: error: docker login to {registry} refused:")
     assert "building" not in proc.stderr, "must fail before the build"
     assert proc.stdout == ""
 
 
-def test_registry_refuses_the_push(services, env, own_registry):
-    registry = own_registry(ecr_password(), read_only=True)
+def test_registry_refuses_the_push(moto, env, own_registry):
+    registry = own_registry(ecr_password(moto), read_only=True)
     tag = f"refused-{uuid.uuid4().hex[:8]}"
     try:
-        proc = build_push(env, *push_args(tag, registry))
+        proc = build_push(env, *push_args(tag, registry, moto))
         assert proc.returncode == 1
         assert error_line(proc).startswith(f"build_push: error: push of {registry}/byoc-linear:{tag} refused:")
         assert proc.stdout == ""

@@ -34,12 +34,47 @@ def test_hyperparameter_overrides_reach_only_their_algorithm():
     assert args.images == {"xgboost": "byoc-xgboost", "linear": "my/linear:1"}
 
 
-def test_missing_image_or_engine_exits_2_before_anything_runs(tmp_path, capsys):
+FAKE_DOCKER = """#!/bin/sh
+# A docker CLI stand-in: `info` answers as the engine named by FAKE_ENGINE, `compose version` works, no image exists.
+case "$1" in
+  info) [ "$FAKE_ENGINE" = up ] && { echo 27.0.0; exit 0; }; echo "Cannot connect to the Docker daemon" >&2; exit 1;;
+  compose) exit 0;;
+  image) echo "Error: No such image: $3" >&2; exit 1;;
+esac
+exit 3
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """PATH holds only a fake `docker`, so the pre-flight check meets a known engine whatever this machine has."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("engine", "reason"),
+    [
+        ("up", "image(s) not built: byoc-local-mode-test-no-such-image:never-built (scripts/build_push.sh --no-push)"),
+        ("down", "no Docker engine reachable (Cannot connect to the Docker daemon)"),
+        (None, "no docker CLI on PATH"),
+    ],
+)
+def test_missing_image_engine_or_cli_exits_2_naming_it_before_anything_runs(
+    engine, reason, fake_docker, tmp_path, capsys
+):
+    if engine is None:
+        fake_docker.setenv("PATH", str(tmp_path / "empty"))
+    else:
+        fake_docker.setenv("FAKE_ENGINE", engine)
     image = "byoc-local-mode-test-no-such-image:never-built"
-    code = run_local_mode.main(["--algorithms", "linear", "--image", f"linear={image}", "--work-dir", str(tmp_path)])
-    err = capsys.readouterr().err
+    work = tmp_path / "work"
+    work.mkdir()
+    code = run_local_mode.main(["--algorithms", "linear", "--image", f"linear={image}", "--work-dir", str(work)])
     assert code == 2
-    assert err.startswith("local-mode: error: cannot run local mode: ")
-    # Either no engine here, or the engine answers and the image is missing: both named.
-    assert f"image(s) not built: {image}" in err or "Docker" in err or "docker" in err
-    assert list(tmp_path.iterdir()) == []  # nothing preprocessed, no session opened
+    assert capsys.readouterr().err == f"local-mode: error: cannot run local mode: {reason}\n"
+    assert list(work.iterdir()) == []  # nothing preprocessed, no session opened
