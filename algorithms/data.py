@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -360,8 +361,8 @@ def _read_csv(
     dtype = None
     if schema is not None:
         dtype = {names.index(f.name): str for f in schema.features if f.is_categorical and f.name in names}
-    read = dict(header=None, skiprows=int(lines[0]) if header else None, skip_blank_lines=True, engine="c")
-    read.update(encoding="utf-8", keep_default_na=False, na_values=_NA_VALUES)
+    read: dict[str, Any] = dict(header=None, skiprows=int(lines[0]) if header else None, skip_blank_lines=True)
+    read.update(engine="c", encoding="utf-8", keep_default_na=False, na_values=_NA_VALUES)
     frame = pd.read_csv(io.BytesIO(data), names=range(expected), dtype=dtype, **read)
     # pandas reads inf, Infinity and 1e400 as infinite floats: such columns are read again as text, so that the
     # error shows the cell as written, as every other stage does.

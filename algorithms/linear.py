@@ -555,7 +555,7 @@ def _initial_weights(
     if s.init_method == "uniform":
         w = rng.uniform(-s.init_scale, s.init_scale, (p,))
     elif s.init_method == "normal":
-        w = rng.normal(0.0, s.init_sigma, p)
+        w = rng.normal(0.0, s.init_sigma, (p,))
     elif d > len(t) and not getattr(comm, "distributed", False):
         # Minimiser of mean(0.5 r^2) + wd/2 |w|^2; lstsq gives the minimum-norm solution when one-hot columns
         # are collinear with the bias. Wide data on one host: the same solution from the n x n system,

@@ -71,9 +71,7 @@ def latency(base: Path, tmp: Path, workers: int, seconds: int, rounds: int) -> d
             for i in range(rounds):
                 for which in names[i % 3 :] + names[: i % 3]:
                     server, path = targets[which]
-                    runs[which].append(
-                        wrk(server.url, CSV_RECORD, "text/csv", c, seconds, tmp, server.process.pid, path=path)
-                    )
+                    runs[which].append(wrk(server.url, CSV_RECORD, "text/csv", c, seconds, tmp, server.pid, path=path))
             for which, measured in runs.items():
                 results[f"{which}_c{c}"] = {
                     key: statistics.median(r[key] for r in measured)
@@ -90,7 +88,7 @@ def latency(base: Path, tmp: Path, workers: int, seconds: int, rounds: int) -> d
 
 def routing_overhead(base: Path, tmp: Path, n: int = 20000) -> float:
     """In-process: microseconds the multi-model path adds to a request of a held model (route + registry stat)."""
-    from serving.multimodel import MultiModel, create_registry
+    from serving.multimodel import Action, MultiModel, create_registry
 
     registry = create_registry()
     try:
@@ -101,7 +99,9 @@ def routing_overhead(base: Path, tmp: Path, n: int = 20000) -> float:
         for _ in range(5):
             t0 = time.perf_counter()
             for _ in range(n):
-                mm.cached(mm.handle("POST", "/models/m/invoke", "").name)
+                action = mm.handle("POST", "/models/m/invoke", "")
+                assert isinstance(action, Action)
+                mm.cached(action.name)
             best = min(best, (time.perf_counter() - t0) / n * 1e6)
         return best
     finally:

@@ -94,7 +94,7 @@ def wait(proc: subprocess.Popen, log: Path) -> tuple[int, float]:
 
 def run_ours(
     work: Path, data: Path, fmt: str, algorithm: str, hyperparameters: dict, src: Path = ROOT
-) -> tuple[float, int, str]:
+) -> tuple[float, int, str, float]:
     base = Path(tempfile.mkdtemp(dir=work, prefix=f"{algorithm}-"))
     opt_ml(base, data, fmt, hyperparameters)
     log = base / "log.txt"
@@ -135,7 +135,7 @@ def free_port_pair() -> int:
     raise SystemExit("no two consecutive free ports on 127.0.0.1")
 
 
-def run_bare(work: Path, data: Path, fmt: str) -> tuple[float, int, str]:
+def run_bare(work: Path, data: Path, fmt: str) -> tuple[float, int, str, float]:
     log = work / "bare.txt"
     t0 = time.perf_counter()
     proc = start([sys.executable, "-m", "benchmarks.training", "--bare", str(data)], {}, log)

@@ -195,7 +195,7 @@ LONE_CR = "line ends with a lone CR (carriage return); use LF or CRLF line endin
 def pandas_na_values() -> list[str]:
     """The missing tokens in every letter case, as pandas' ``na_values`` (it compares them exactly, untrimmed):
     its C parser then reads them as NaN, and a column with no other text stays float."""
-    out = set()
+    out: set[str] = set()
     for token in MISSING_TOKENS:
         out.update("".join(c) for c in itertools.product(*({ch.lower(), ch.upper()} for ch in token)))
     return sorted(out)
@@ -257,9 +257,11 @@ def missing_mask(cells: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
 
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
     if _is_float_column(col):
-        return col.isna().to_numpy(dtype=bool)
+        mask: np.ndarray = col.isna().to_numpy(dtype=bool)  # pandas is untyped: Any
+        return mask
     text = col.astype("string").str.strip(WHITESPACE)
-    return (text.isna() | text.str.lower().isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+    mask = (text.isna() | text.str.lower().isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+    return mask
 
 
 def levels(cells: pd.Series | np.ndarray | Sequence[Any]) -> pd.Series:

@@ -81,6 +81,13 @@ class LocalServer:
         self.stop()
         raise RuntimeError(f"server did not answer /ping within {timeout:g}s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int:
+        """The server's (gunicorn arbiter's) process id; the server must be running."""
+        if self.process is None:
+            raise RuntimeError("the server is not started")
+        return self.process.pid
+
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM (what SageMaker sends), wait for the drain; SIGKILL only if it overstays ``timeout``."""
         if self.process is None:

@@ -108,6 +108,7 @@ def categorical_values(p: Hyperparameter, *, tuning: bool = False) -> list[str]:
 def allowed_range(p: Hyperparameter) -> tuple[str, str]:
     """[MinValue, MaxValue] as AWS's inclusive range: exactly the values the container accepts."""
     if p.type is int:  # the declarations give every integer finite (32-bit) bounds
+        assert p.min is not None and p.max is not None, p.name
         return str(int(p.min) + p.min_exclusive), str(int(p.max) - p.max_exclusive)
     lo = -sys.float_info.max if p.min is None else float(p.min)
     hi = sys.float_info.max if p.max is None else float(p.max)
@@ -245,8 +246,10 @@ def tuning_job_config(
             ranges["CategoricalParameterRanges"].append({"Name": name, "Values": values})
         else:
             show = _integer if kind == "Integer" else _number
-            bounds = {"MinValue": show(p.tune.min), "MaxValue": show(p.tune.max)}
-            ranges[f"{kind}ParameterRanges"].append({"Name": name, **bounds, "ScalingType": p.tune.scaling})
+            search = p.tune
+            assert search is not None and search.min is not None and search.max is not None, name  # numeric
+            bounds = {"MinValue": show(search.min), "MaxValue": show(search.max)}
+            ranges[f"{kind}ParameterRanges"].append({"Name": name, **bounds, "ScalingType": search.scaling})
     config = {
         "Strategy": strategy,
         "HyperParameterTuningJobObjective": {"Type": goals[objective], "MetricName": objective},

@@ -71,7 +71,7 @@ class Endpoints:
         self.timeout = timeout  # SAGEMAKER_MODEL_SERVER_TIMEOUT: seconds from the start of the request
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        path, method = environ.get("PATH_INFO") or "", environ.get("REQUEST_METHOD")
         if self.multimodel is not None and (path == "/invocations" or path == "/models" or path.startswith("/models/")):
             status, content_type, body = self.multimodel.wsgi(environ, self)
         elif path == "/invocations":

@@ -38,7 +38,7 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,7 @@ def create_registry() -> str:
 
 # -- measuring memory -----------------------------------------------------------------------------------------
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_malloc_trim: Callable[[int], int] | None
 try:
     _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
 except (OSError, AttributeError):  # not glibc: RSS then keeps freed heap, sizes read larger
@@ -410,6 +411,7 @@ class MultiModel:
         for field, value in (("model_name", name), ("url", url)):
             if not isinstance(value, str) or not value:
                 raise BadRequest(f"POST /models: field {field}: expected a non-empty string, received {_show(value)}")
+        assert isinstance(name, str) and isinstance(url, str)  # checked just above; for the type checker
         if len(name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
             raise BadRequest(
                 f"POST /models: field model_name: expected at most {MAX_NAME} characters and no control characters"
@@ -480,7 +482,9 @@ class MultiModel:
         if served.ready:
             # One prediction now: XGBoost sets a booster up on its first one (~20 ms for 600 trees, measured),
             # which belongs to the load (and its memory to the model), not to the first invocation.
-            served.algorithm.predict(np.full((1, served.algorithm.schema.n_features), np.nan))  # type: ignore[union-attr]
+            algorithm = served.algorithm
+            assert algorithm is not None  # ready
+            algorithm.predict(np.full((1, algorithm.schema.n_features), np.nan))
         return served
 
     def _drop(self, name: str) -> bool:

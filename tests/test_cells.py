@@ -11,6 +11,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -194,7 +195,7 @@ def monitoring(tmp: Path, body: str) -> object:
     return profile
 
 
-def monitored(profile: object, kind: str) -> object:
+def monitored(profile: Any, kind: str) -> object:
     """What the monitor made of the case cell: missing, the number, the level, or REFUSED (not a number, a level
     the schema does not know, a malformed record)."""
     if profile is REFUSED:

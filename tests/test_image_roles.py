@@ -49,7 +49,7 @@ def imports_of(name: str) -> set[str]:
     path = module_file(name)
     assert path is not None, name
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -98,7 +98,7 @@ def sketch_quantile(numerical: dict, q: float) -> float:
     weights = np.concatenate([np.full(len(level), 2.0**lv) for lv, level in enumerate(data)])
     order = np.argsort(items, kind="stable")
     cum = np.cumsum(weights[order]) / weights.sum()
-    return float(items[order][min(np.searchsorted(cum, q), len(cum) - 1)])
+    return float(items[order][min(int(np.searchsorted(cum, q)), len(cum) - 1)])
 
 
 def assert_quantiles_within(numerical: dict, exact: np.ndarray, eps: float) -> None:
@@ -139,7 +139,9 @@ def assert_same_result(merged: Path, single: Path, exact: pd.DataFrame | None = 
     assert k is not None
     for a, b in zip(mv, sv, strict=True):
         if a["constraint_check_type"] == "baseline_drift_check":
-            da, db = (float(DISTANCE.search(v["description"]).group(1)) for v in (a, b))
+            ma, mb = DISTANCE.search(a["description"]), DISTANCE.search(b["description"])
+            assert ma and mb, (a, b)
+            da, db = float(ma[1]), float(mb[1])
             assert abs(da - db) <= 2 * rank_error(k)
         else:
             assert a == b

@@ -14,6 +14,7 @@ shows the progress). Every job keeps its /opt/ml tree under ``workdir/jobs/<kind
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import random
@@ -622,7 +623,7 @@ class LocalSageMaker:
                     except Exception as e:  # re-raised below, in the job's thread
                         done[i] = e
 
-                threads = [self._start(lambda i=i: run_host(i), f"{job.name}-{hosts[i]}") for i in range(count)]
+                threads = [self._start(functools.partial(run_host, i), f"{job.name}-{hosts[i]}") for i in range(count)]
                 for t in threads:
                     t.join()
                 for i in range(count):
