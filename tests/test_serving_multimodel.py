@@ -306,13 +306,14 @@ def test_bad_settings_stop_the_server_with_the_reason(tmp_path, env, message):
     assert message in str(failure.value)
 
 
-def test_bad_serving_settings_make_ping_unhealthy(tmp_path):
+def test_bad_serving_settings_stop_the_server_at_start(tmp_path):
+    """As for a single model: a setting every model would trip on is refused before any worker starts."""
     env = {**MME, "SERVING_UNKNOWN_CATEGORY": "ignore"}
-    with LocalServer("xgboost", tmp_path, env=env) as server:
-        r = requests.get(server.url + "/ping", timeout=5)
-        assert r.status_code == 500 and "SERVING_UNKNOWN_CATEGORY" in r.text
-        r = requests.get(server.url + "/models", timeout=5)
-        assert r.status_code == 503 and "SERVING_UNKNOWN_CATEGORY" in r.text
+    with pytest.raises(RuntimeError, match="server exited with 1") as e:
+        LocalServer("xgboost", tmp_path, env=env).start()
+    assert "environment variable SERVING_UNKNOWN_CATEGORY: received 'ignore', expected one of error, missing" in str(
+        e.value
+    )
 
 
 # -- units -------------------------------------------------------------------------------------------------------
