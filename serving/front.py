@@ -34,6 +34,9 @@ IDLE_TIMEOUT = 5.0  # a kept-alive connection with no request (gunicorn's keepal
 STOP_LINGER = 2.0  # after SIGTERM, an idle kept-alive connection stays open this long for a request in transit
 SWEEP_INTERVAL = 0.25  # how often connection deadlines are checked
 INLINE_BYTES = 4096  # bodies up to this size are scored on the loop (see _dispatch)
+# A Content-Length body with more than this still to come is kept as the pieces the socket gives and joined once:
+# appending 256 KiB reads to one bytearray regrows and copies it ~25 times for 6 MB (~10 ms, measured).
+PIECES_BYTES = 1024 * 1024
 _REASONS = {
     100: "Continue",
     408: "Request Timeout",
@@ -74,6 +77,8 @@ class Connection(asyncio.Protocol):
         self.loop = worker.loop
         self.transport: Any = None
         self.buffer = bytearray()
+        self.pieces: list[bytes] | None = None  # a large body's pieces so far (see PIECES_BYTES)
+        self.pieces_size = 0
         self.state = _HEAD
         # One deadline per connection, checked by the worker's sweep: no timer handle per request.
         self.deadline = 0.0
@@ -108,6 +113,17 @@ class Connection(asyncio.Protocol):
                 self._process()
 
     def data_received(self, data: bytes) -> None:
+        if self.pieces is not None:
+            self.pieces.append(data)
+            self.pieces_size += len(data)
+            need = self.request["length"]
+            if self.pieces_size < need:
+                return
+            whole = b"".join(self.pieces)  # the one copy of the body
+            self.pieces = None
+            self.request["body"] = whole if len(whole) == need else whole[:need]
+            self.request["ready"] = True
+            data = whole[need:]  # the start of a pipelined request, if any
         self.buffer += data
         if self.state in (_HEAD, _BODY):
             self._process()
@@ -232,10 +248,16 @@ class Connection(asyncio.Protocol):
         req = self.request
         buf = self.buffer
         if not req["chunked"]:
+            if req.get("ready"):
+                return True
             need = req["length"]
             if len(buf) < need:
+                if need - len(buf) > PIECES_BYTES:
+                    self.pieces, self.pieces_size = [bytes(buf)], len(buf)
+                    buf.clear()
                 return False
-            req["body"] = bytes(buf[:need])
+            with memoryview(buf) as view:
+                req["body"] = view[:need].tobytes()
             del buf[:need]
             return True
         body = req["body"]

@@ -80,3 +80,41 @@ def test_ping_is_answered_while_a_big_batch_is_scored(model_base, car_splits):
         batch.join(60)
     assert result["r"].status_code == 200
     assert pings["failures"] == 0, pings
+
+
+@pytest.mark.parametrize("split", [None, 777, 1_000_003])
+def test_a_large_body_and_a_pipelined_request_in_one_stream(model_base, car_splits, split):
+    """A multi-megabyte body (kept in pieces until complete) followed on the same connection by another request:
+    both answered in order, the large one with one prediction per record, whatever the packet boundaries."""
+    rows = car_splits["test"].drop(columns="price").to_csv(header=False, index=False).encode()
+    body = rows * (2_500_000 // len(rows))
+    n_records = body.count(b"\n")
+    big = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n" % len(body)
+    small_body = rows.split(b"\n")[0]
+    small = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(small_body),
+        small_body,
+    )
+    stream = big + body + small
+    with LocalServer("xgboost", model_base) as server, socket.create_connection(("127.0.0.1", server.port), 60) as s:
+        if split is None:
+            s.sendall(stream)
+        else:  # odd-sized writes: the body's end and the next request's head arrive in one read
+            for i in range(0, len(stream), split):
+                s.sendall(stream[i : i + split])
+        answers, data = [], b""
+        while len(answers) < 2:
+            chunk = s.recv(1 << 20)
+            assert chunk, (answers, data[:200])
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))[15:])
+                if len(rest) < length:
+                    break
+                answers.append((head.split(b"\r\n")[0], rest[:length]))
+                data = rest[length:]
+    assert [status for status, _ in answers] == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"], answers[0][1][:200]
+    assert len(answers[0][1].split(b"\n")) == n_records
+    assert len(answers[1][1].split(b"\n")) == 1
+    assert float(answers[1][1]) == float(answers[0][1].split(b"\n")[0])
