@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from benchmarks.machine import describe
 from cardata import synthetic
+from emulators.local_server import free_port_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 100
@@ -118,21 +118,6 @@ def run_two_hosts(work: Path, data: Path, fmt: str) -> tuple[float, list[int]]:
         procs.append(start([sys.executable, "-m", "algorithms.train"], env, logs[-1]))
     rss = [wait(p, log)[0] for p, log in zip(procs, logs, strict=True)]
     return time.perf_counter() - t0, rss
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free: the tracker's two rounds use both (algorithms.distributed)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise SystemExit("no two consecutive free ports on 127.0.0.1")
 
 
 def run_bare(work: Path, data: Path, fmt: str) -> tuple[float, int, str, float]:

@@ -18,6 +18,7 @@ import pytest
 from algorithms import distributed
 from core.errors import ClusterError, SchemaError
 from core.schema import CATEGORICAL, NUMERIC, Feature, Schema
+from emulators.local_server import free_port_pair
 from tests import opt_ml as om
 from tests.conftest import write_builtin_channels
 
@@ -26,21 +27,6 @@ HOSTS = ("127.0.0.1", "127.0.0.2")
 # only a guard against a hang.
 ENV = {"BYOC_COLLECTIVE_TIMEOUT": "30", "BYOC_HOST_WAIT_SECONDS": "3"}
 GUARD = 240
-
-
-def free_port_pair() -> int:
-    """A port p with p and p+1 free (round one and round two of the tracker)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
 
 
 def cluster_env() -> dict[str, str]:
