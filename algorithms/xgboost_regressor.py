@@ -137,26 +137,17 @@ class XGBoostRegressor(Algorithm):
         return p
 
     def _dmatrix(self, ds: Dataset, nthread: int, ref=None):
-        if self.params["tree_method"] == "approx":
-            # approx re-sketches with the hessian every round: XGBoost refuses it a QuantileDMatrix.
-            return xgb.DMatrix(
-                ds.X,
-                label=ds.y,
-                feature_types=self.schema.xgboost_feature_types(),
-                enable_categorical=True,
-                missing=np.nan,
-                nthread=nthread,
-            )
-        return xgb.QuantileDMatrix(
-            ds.X,
+        common = dict(
             label=ds.y,
             feature_types=self.schema.xgboost_feature_types(),
             enable_categorical=True,
             missing=np.nan,
-            max_bin=self.params["max_bin"],
             nthread=nthread,
-            ref=ref,
         )
+        if self.params["tree_method"] == "approx":
+            # approx re-sketches with the hessian every round: XGBoost refuses it a QuantileDMatrix.
+            return xgb.DMatrix(ds.X, **common)
+        return xgb.QuantileDMatrix(ds.X, max_bin=self.params["max_bin"], ref=ref, **common)
 
     def fit(
         self,

@@ -21,6 +21,19 @@ START = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
 # the monitoring window of the tests: the hours around START
 WINDOW = ["--start-time", "2024-01-01T10:00:00Z", "--end-time", "2024-01-01T14:00:00Z"]
 CAPTURE_FORMAT = '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}'
+# The monitor job's environment as a SageMaker Processing job gets it (inputs under /opt/ml/processing).
+PROCESSING = "/opt/ml/processing"
+PROCESSING_ENV = {
+    "dataset_source": f"{PROCESSING}/input/dataset",
+    "dataset_format": CAPTURE_FORMAT,
+    "baseline_statistics": f"{PROCESSING}/input/baseline/statistics.json",
+    "baseline_constraints": f"{PROCESSING}/input/baseline/constraints.json",
+    "schema_path": f"{PROCESSING}/input/baseline/schema.json",
+    "output_path": f"{PROCESSING}/resultdata",
+    "start_time": "2024-01-01T10:00:00Z",
+    "end_time": "2024-01-01T14:00:00Z",
+    "report": "Disabled",
+}
 
 
 def cars() -> pd.DataFrame:

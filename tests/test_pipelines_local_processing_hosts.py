@@ -16,24 +16,13 @@ from harness import capturegen
 from pipelines.local import intercept
 from pipelines.local.runners import LocalRunner
 from pipelines.local.sagemaker import LocalSageMaker
-from tests.test_monitoring_support import START, cars, features, make_baseline, predictions
+from tests.test_monitoring_support import PROCESSING, PROCESSING_ENV, START, cars, features, make_baseline, predictions
 
 REGION = "us-east-1"
 BUCKET = "hosts-bucket"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 MONITOR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/byoc-monitor:latest"
-PROCESSING = "/opt/ml/processing"
-ENV = {
-    "dataset_source": f"{PROCESSING}/input/dataset",
-    "dataset_format": '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}',
-    "baseline_statistics": f"{PROCESSING}/input/baseline/statistics.json",
-    "baseline_constraints": f"{PROCESSING}/input/baseline/constraints.json",
-    "schema_path": f"{PROCESSING}/input/baseline/schema.json",
-    "output_path": f"{PROCESSING}/resultdata",
-    "start_time": "2024-01-01T10:00:00Z",
-    "end_time": "2024-01-01T14:00:00Z",
-    "report": "Disabled",
-}
+ENV = PROCESSING_ENV
 
 
 def s3():

@@ -16,25 +16,23 @@ import pytest
 
 from harness import capturegen
 from tests.container.conftest import IMAGES, RUN_TIMEOUT, Containers, docker, logs, state, unavailable
-from tests.test_monitoring_support import START, assert_same_result, cars, features, make_baseline, predictions, read
+from tests.test_monitoring_support import (
+    PROCESSING,
+    PROCESSING_ENV,
+    START,
+    assert_same_result,
+    cars,
+    features,
+    make_baseline,
+    predictions,
+    read,
+)
 
 pytestmark = pytest.mark.container
 
 HOSTS = ("algo-1", "algo-2")
-PROCESSING = "/opt/ml/processing"
 K = "128"  # small enough that 2,400 records compact the sketches: the comparison is against the bound
-ENV = {
-    "dataset_source": f"{PROCESSING}/input/dataset",
-    "dataset_format": '{"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}',
-    "baseline_statistics": f"{PROCESSING}/input/baseline/statistics.json",
-    "baseline_constraints": f"{PROCESSING}/input/baseline/constraints.json",
-    "schema_path": f"{PROCESSING}/input/baseline/schema.json",
-    "output_path": f"{PROCESSING}/resultdata",
-    "start_time": "2024-01-01T10:00:00Z",
-    "end_time": "2024-01-01T14:00:00Z",
-    "kll_k": K,
-    "report": "Disabled",
-}
+ENV = {**PROCESSING_ENV, "kll_k": K}
 
 
 @pytest.fixture
