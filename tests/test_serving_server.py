@@ -185,7 +185,9 @@ def test_still_correct_after_a_burst_of_garbage(server, records):
     assert ACCEPTS["application/json"](r.text) == expected(server, records)
     assert server.process.poll() is None
     log = server.log()
-    assert log.count("Booting worker") == 2, "a worker died and was replaced"
+    # The second worker may still be booting when a test runs first; a dead one is reaped with one of these lines.
+    assert log.count("Booting worker") <= 2, "a worker died and was replaced"
+    assert "exited with code" not in log and " was sent " not in log, "a worker died"
     assert "Traceback" not in log
 
 

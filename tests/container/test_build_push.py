@@ -9,6 +9,7 @@ stay untouched) and build under their own tags with --no-latest, so the engine's
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import socket
@@ -173,7 +174,11 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def pushed(moto, registry, tmp_path_factory):
-    """One real push of byoc-linear to an ECR repository that did not exist before (this module's moto is new)."""
+    """One real push of byoc-linear to an ECR repository that did not exist before. This module's moto is its own,
+    but the refusal tests may have run first (random order) and had build_push create the repository already."""
+    client = ecr(moto)
+    with contextlib.suppress(client.exceptions.RepositoryNotFoundException):
+        client.delete_repository(repositoryName="byoc-linear", force=True)
     tag = f"pushtest-{uuid.uuid4().hex[:8]}"
     docker_config = tmp_path_factory.mktemp("docker-config")
     env = {**os.environ, **base_image_env(), "DOCKER_CONFIG": str(docker_config)}
