@@ -11,7 +11,7 @@ Training (algorithms.train) and serving (serving.model) only ever talk to this i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
@@ -35,16 +35,78 @@ def linked_files(directory: Path, names: Iterable[str]) -> list[Path]:
     return found + [directory / n for n in names if (directory / n).is_symlink()]
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """One channel, encoded: X is float64 (n, n_features) in schema order, y is float64 (n,)."""
+BLOCK_ROWS = 1 << 16  # rows per block when a channel is read block by block
 
-    name: str
-    X: np.ndarray
-    y: np.ndarray
+
+class Dataset:
+    """One channel, encoded: float64 features (n, n_features) in schema order and a float64 label (n,).
+
+    Algorithms read it in row blocks (``blocks``, ``rows``): a channel larger than memory stays on disk
+    (algorithms.data spills it) and only a block at a time is in memory. ``X`` and ``y`` materialise the whole
+    channel, for small data and for tests. ``window`` is a contiguous range of the same rows, without a copy.
+    """
+
+    def __init__(self, name: str, X: np.ndarray, y: np.ndarray):
+        self.name = name
+        self._X, self._y = X, y
 
     def __len__(self) -> int:
-        return self.X.shape[0]
+        return int(self._X.shape[0])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, rows={len(self)}, features={self.n_features})"
+
+    @property
+    def n_features(self) -> int:
+        return int(self._X.shape[1])
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Features and label of rows [start, stop) (clipped to the channel)."""
+        return self._X[start:stop], self._y[start:stop]
+
+    def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(X, y) of consecutive blocks of ``size`` rows, in row order."""
+        for start in range(0, len(self), size):
+            yield self.rows(start, start + size)
+
+    @property
+    def X(self) -> np.ndarray:
+        return self._X
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y
+
+    def window(self, start: int, stop: int) -> Dataset:
+        """Rows [start, stop) of this channel as a Dataset of their own."""
+        return _Window(self, start, stop)
+
+
+class _Window(Dataset):
+    def __init__(self, base: Dataset, start: int, stop: int):
+        n = len(base)
+        self.name, self._base = base.name, base
+        self._start, self._stop = min(max(start, 0), n), min(max(stop, 0), n)
+        self._start = min(self._start, self._stop)
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @property
+    def n_features(self) -> int:
+        return self._base.n_features
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = self._start + max(start, 0), min(self._start + max(stop, 0), self._stop)
+        return self._base.rows(start, max(start, stop))
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.rows(0, len(self))[0]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.rows(0, len(self))[1]
 
 
 class MetricLog(Protocol):

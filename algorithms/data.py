@@ -172,7 +172,7 @@ def read_channels(
     for name in present[1:]:
         datasets[name] = _encode(name, _read_parts(channels[name], schema, target), schema)
     for name, ds in datasets.items():
-        log.info("channel %s: %d rows, %d features", name, len(ds), ds.X.shape[1])
+        log.info("channel %s: %d rows, %d features", name, len(ds), ds.n_features)
     return datasets, schema
 
 

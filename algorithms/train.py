@@ -243,7 +243,7 @@ def read_data(job: JobConfig, target: str | None, comm: distributed.Collective):
         kind = job.distributions.get(name, FULLY_REPLICATED)
         if kind != SHARDED:
             rows = distributed.row_slice(len(ds), comm.rank, comm.world_size)
-            datasets[name] = base.Dataset(name, ds.X[rows], ds.y[rows])
+            datasets[name] = ds.window(rows.start, rows.stop)
         log.info("channel %s (%s): %d rows on this host", name, kind, len(datasets[name]))
     return datasets, schema
 
