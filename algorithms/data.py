@@ -15,6 +15,10 @@ applied unchanged to validation and test, so a level they hold that train did no
 
 Reading is pandas' C parser plus one vectorised pass over the bytes that counts fields per line (pandas silently
 pads short rows) and maps rows to line numbers, so every error names the file, line and column.
+
+Memory is bounded whatever the channel's size: files are read a piece at a time (READ_BYTES of whole CSV lines, or
+one parquet row group), each piece is encoded and appended to a RowStore (in memory up to a budget, in a temporary
+file beyond), and a schema is inferred from the pieces as they pass (_Inference), not from the whole text.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from algorithms.base import Dataset
+from algorithms.store import RowStore
 from core import cells
 from core import schema as schema_mod
 from core.errors import DataError, SchemaError, UserError
@@ -54,6 +59,11 @@ CHANNELS = ("train", "validation", "test")
 # Numeric-looking columns with a few non-numbers are typos, not categories (see _infer_schema).
 _NUMERIC_MAJORITY = 0.5
 _NA_VALUES = cells.pandas_na_values()  # the cell grammar's missing tokens, for pandas' parser
+# CSV is parsed this many bytes (of whole lines) at a time, whatever the file's size.
+READ_BYTES = 32 << 20
+# Encoded rows of a channel kept in memory; beyond, they go to a temporary file (algorithms.store). Training
+# sets it from BYOC_ROWS_IN_MEMORY_MB.
+SPILL_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,7 @@ class _Part:
     label_column: str
     target: str | None = None  # the label's name when the file names it (header, parquet)
     width: int = 0  # number of columns in the file
+    row_offset: int = 0  # parquet: rows of the file before this part (its earlier row groups)
 
 
 def data_files(directory: Path) -> list[Path]:
@@ -141,12 +152,14 @@ def read_channels(
     target: str | None = None,
     schema: Schema | None = None,
     settle_schema: Callable[[Schema], Schema] | None = None,
+    spill_bytes: int | None = None,
 ) -> tuple[dict[str, Dataset], Schema]:
     """Read train (required), validation and test into Datasets encoded with one schema.
 
     ``schema`` (decided by the caller, e.g. agreed across hosts) replaces the channels' schema.json files;
     ``settle_schema`` maps the schema inferred from this host's train data to the one to encode with (hosts of
-    a multi-host job merge their inferences there).
+    a multi-host job merge their inferences there). Files are read a piece at a time and the encoded rows of a
+    channel beyond ``spill_bytes`` (default SPILL_BYTES) go to a temporary file (algorithms.store).
     """
     if "train" not in channels:
         configured = ", ".join(sorted(channels)) or "none"
@@ -158,21 +171,20 @@ def read_channels(
     for name in present:
         if not channels[name].path.is_dir():
             raise DataError(f"channel '{name}': directory {channels[name].path} does not exist")
+    spill = SPILL_BYTES if spill_bytes is None else spill_bytes
 
     if schema is None:
         schema = given_schema({n: channels[n] for n in present}, target)
-    raw_train = _read_parts(channels["train"], schema, target)
     if schema is None:
-        schema = _infer_schema(raw_train)
-        log.info("no schema.json in the channels: inferred from train: %s", _describe(schema))
-        if settle_schema is not None:
-            schema = settle_schema(schema)
-    datasets = {"train": _encode("train", raw_train, schema)}
-    del raw_train  # the raw frames: no longer needed once encoded
+        train, schema = _read_inferring(channels["train"], target, settle_schema, spill)
+    else:
+        train = _read_encoding(channels["train"], schema, target, spill)
+    datasets: dict[str, Dataset] = {"train": train}
     for name in present[1:]:
-        datasets[name] = _encode(name, _read_parts(channels[name], schema, target), schema)
+        datasets[name] = _read_encoding(channels[name], schema, target, spill)
     for name, ds in datasets.items():
-        log.info("channel %s: %d rows, %d features", name, len(ds), ds.n_features)
+        where = " (beyond the in-memory budget: in a temporary file)" if getattr(ds, "spilled", False) else ""
+        log.info("channel %s: %d rows, %d features%s", name, len(ds), ds.n_features, where)
     return datasets, schema
 
 
@@ -202,26 +214,180 @@ def given_schema(channels: Mapping[str, Channel], target: str | None) -> Schema 
     return schema
 
 
-def _infer_schema(parts: list[_Part]) -> Schema:
-    frame = pd.concat([p.features for p in parts], ignore_index=True) if len(parts) > 1 else parts[0].features
-    # A column of numbers with a few words is a numeric column with typos: name the first bad cell instead of
-    # silently turning it into a category with hundreds of levels. Inference looks at distinct values only (fast).
-    features: list[schema_mod.Feature] = []
-    for j, name in enumerate(frame.columns):
-        col = frame[name]
-        if pd.api.types.is_numeric_dtype(col.dtype):
-            features.extend(Schema.infer(frame[[name]]).features)
-            continue
-        counts = cells.levels(col).value_counts(dropna=True)
-        numeric = np.array([cells.looks_numeric(v) for v in counts.index], dtype=bool)
-        share = counts.to_numpy()[numeric].sum() / max(counts.sum(), 1)
-        if numeric.any() and not numeric.all() and share > _NUMERIC_MAJORITY:
-            for p in parts:
-                _relocated(
-                    lambda p=p, j=j: schema_mod.to_float(p.features.iloc[:, j], source=None, first_line=0, column=j), p
-                )
-        features.extend(Schema.infer(frame[[name]].drop_duplicates()).features)
-    return Schema(tuple(features), parts[0].target)
+class _Mixed(Exception):
+    """Columns read as numbers in some pieces and as text in others, or as booleans: read again as text."""
+
+    def __init__(self, columns: set[str]):
+        super().__init__(", ".join(sorted(columns)))
+        self.columns = columns
+
+
+class _Inference:
+    """Infer the schema of the train channel while it streams by, without keeping the raw text.
+
+    Each piece is encoded as it comes: number columns as numbers, other columns as provisional ids of their
+    (trimmed) levels, in order of first appearance. Once every piece is read, the rules below decide each
+    column's type, and the ids are mapped to their final codes (or, for a text column of numbers, to the
+    numbers) in the stored rows. The rules are those of inferring from the whole channel at once:
+
+    - a column the parser reads as numbers everywhere is numeric;
+    - a text column whose distinct values are mostly numbers (counted per cell) but not all is a numeric column
+      with typos: the first cell that is not a number is named, rather than making hundreds of levels;
+    - a text column of numbers only is numeric; any other is categorical, its levels sorted.
+    """
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+        self.kinds: list[str | None] = [None] * len(columns)
+        self.ids: list[dict[str, int]] = [{} for _ in columns]
+        self.counts: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in columns]
+
+    def encode(self, part: _Part) -> np.ndarray:
+        X = np.empty((len(part.label), len(self.columns)), dtype=np.float64)
+        mixed = set()
+        for j, name in enumerate(self.columns):
+            col = part.features.iloc[:, j]
+            if pd.api.types.is_bool_dtype(col.dtype):
+                # The parser made booleans of true/False/TRUE: the levels are the text as written (what validation
+                # data and requests hold), so the column is read again as text.
+                mixed.add(name)
+                continue
+            kind = "number" if cells.is_float_column(col) else "text"
+            if self.kinds[j] is None:
+                self.kinds[j] = kind
+            elif self.kinds[j] != kind:
+                mixed.add(name)
+                continue
+            if kind == "number":
+                X[:, j] = _numbers(part, j)
+            else:
+                X[:, j] = self._provisional(j, col)
+        if mixed:
+            raise _Mixed(mixed)
+        return X
+
+    def _provisional(self, j: int, col: pd.Series) -> np.ndarray:
+        # Distinct raw values first (hashing), the cell grammar then only on those: a few levels, millions of rows.
+        codes, uniques = pd.factorize(col.to_numpy(dtype=object), use_na_sentinel=True)
+        levels = cells.levels(pd.Series(uniques, dtype=object))
+        ids = self.ids[j]
+        local = np.array(
+            [np.nan if level is pd.NA else ids.setdefault(level, len(ids)) for level in levels], dtype=np.float64
+        )
+        counts = np.zeros(len(ids), dtype=np.int64)
+        counts[: len(self.counts[j])] = self.counts[j]
+        seen = codes >= 0
+        per_unique = np.bincount(codes[seen], minlength=len(uniques))
+        known = ~np.isnan(local)
+        np.add.at(counts, local[known].astype(np.intp), per_unique[known])
+        self.counts[j] = counts
+        out = np.full(len(codes), np.nan)
+        out[seen] = local[codes[seen]]
+        return out
+
+    def schema(self, target: str | None) -> tuple[Schema, list[str]]:
+        """The inferred schema, and the columns whose typos must be named (then the schema is not usable)."""
+        features, typos = [], []
+        for j, name in enumerate(self.columns):
+            if self.kinds[j] != "text":
+                features.append(schema_mod.Feature(name))
+                continue
+            levels = list(self.ids[j])
+            numeric = np.array([cells.looks_numeric(v) for v in levels], dtype=bool)
+            counts = self.counts[j]
+            share = counts[numeric].sum() / max(counts.sum(), 1)
+            if numeric.any() and not numeric.all() and share > _NUMERIC_MAJORITY:
+                typos.append(name)
+            if numeric.all():
+                features.append(schema_mod.Feature(name))
+            else:
+                features.append(schema_mod.Feature(name, schema_mod.CATEGORICAL, tuple(sorted(levels))))
+        return Schema(tuple(features), target), typos
+
+    def tables(self, schema: Schema) -> dict[int, np.ndarray]:
+        """Provisional id -> final value, for every text column. CellError: a level that is no number in range."""
+        out = {}
+        for j, feature in enumerate(schema.features):
+            if self.kinds[j] != "text":
+                continue
+            levels = list(self.ids[j])
+            if feature.is_categorical:
+                codes = schema.codes(j)
+                out[j] = np.array([codes[v] for v in levels], dtype=np.float64)
+            else:
+                out[j] = cells.numbers(np.array(levels, dtype=object)) if levels else np.zeros(0)
+        return out
+
+
+def _numbers(part: _Part, j: int) -> np.ndarray:
+    """Feature column ``j`` of a part as numbers; an error names the file's line and column."""
+    col = part.features.iloc[:, j]
+    return _relocated(lambda: schema_mod.to_float(col, source=None, first_line=0, column=j), part)
+
+
+def _remapped(table: np.ndarray):
+    def remap(ids: np.ndarray) -> np.ndarray:
+        out = np.full(len(ids), np.nan)
+        seen = ~np.isnan(ids)
+        out[seen] = table[ids[seen].astype(np.intp)]
+        return out
+
+    return remap
+
+
+def _read_inferring(
+    channel: Channel, target: str | None, settle: Callable[[Schema], Schema] | None, spill: int
+) -> tuple[Dataset, Schema]:
+    text: set[str] = set()
+    while True:
+        try:
+            return _infer_and_store(channel, target, settle, spill, frozenset(text))
+        except _Mixed as e:
+            # A column with words in some pieces only: its numbers must be read as the text they are written as.
+            log.info("column(s) %s hold text in some rows: reading channel %r again with them as text", e, channel.name)
+            text |= e.columns
+
+
+def _infer_and_store(
+    channel: Channel,
+    target: str | None,
+    settle: Callable[[Schema], Schema] | None,
+    spill: int,
+    text: frozenset[str],
+) -> tuple[Dataset, Schema]:
+    inference = store = first = None
+    for part in _parts(channel, None, target, text):
+        if inference is None or store is None:
+            inference, first = _Inference([str(c) for c in part.features.columns]), part
+            store = RowStore(len(inference.columns), spill)
+        store.append(inference.encode(part), _labels(part))
+    assert inference is not None and store is not None and first is not None  # _parts raises on a channel without rows
+    schema, typos = inference.schema(first.target)
+    if typos:
+        _name_typo(channel, target, typos[0], text)
+    log.info("no schema.json in the channels: inferred from train: %s", _describe(schema))
+    if settle is not None:
+        schema = settle(schema)
+    try:
+        tables = inference.tables(schema)
+    except cells.CellError:  # a level shaped like a number but out of range: name its first cell
+        _name_typo(channel, target, inference.columns[_first_text_number_column(inference, schema)], text)
+        raise
+    for j, table in tables.items():
+        store.rewrite_column(j, _remapped(table), ENCODE_BLOCK)
+    return store.dataset(channel.name), schema
+
+
+def _first_text_number_column(inference: _Inference, schema: Schema) -> int:
+    return next(j for j, f in enumerate(schema.features) if inference.kinds[j] == "text" and not f.is_categorical)
+
+
+def _name_typo(channel: Channel, target: str | None, column: str, text: frozenset[str]) -> None:
+    """Raise the error naming the first cell of ``column`` that is not a number in range (file, line, column)."""
+    for part in _parts(channel, None, target, text | {column}):
+        j = [str(c) for c in part.features.columns].index(column)
+        _numbers(part, j)
+    raise DataError(f"channel '{channel.name}': column {column!r} mixes numbers and words")  # not reached
 
 
 DESCRIBE_FEATURES = 20  # a log line names at most this many features (wide data: thousands)
@@ -236,14 +402,17 @@ def _describe(schema: Schema) -> str:
 
 
 # -- reading --------------------------------------------------------------------------------------------------------
-def _read_parts(channel: Channel, schema: Schema | None, target: str | None) -> list[_Part]:
+def _parts(
+    channel: Channel, schema: Schema | None, target: str | None, text: frozenset[str] = frozenset()
+) -> Iterator[_Part]:
+    """The channel's rows in file order, a piece at a time: READ_BYTES of whole lines (CSV) or a row group
+    (parquet). ``text``: columns to read as text whatever they hold."""
     ctype = ContentType.parse(channel.content_type, channel=channel.name)
     files = data_files(channel.path)
     if not files:
         raise DataError(f"channel '{channel.name}': no data files in {channel.path}")
-    parts: list[_Part] = []
     if ctype.media_type == PARQUET:
-        parts = [_read_parquet(f, schema, target) for f in files]
+        pieces: Iterator[_Part] = (part for f in files for part in _read_parquet(f, schema, target, text))
     else:
         if ctype.header is False and target is not None:
             raise UserError(
@@ -251,30 +420,39 @@ def _read_parts(channel: Channel, schema: Schema | None, target: str | None) -> 
                 f"but ContentType {channel.content_type!r} says header=absent"
             )
         header = ctype.header if ctype.header is not None else target is not None
-        layout: tuple[int, str] | None = None  # headerless without schema.json: the first file sets the width
-        for f in files:
-            part = _read_csv(f, schema, target, header, ctype.charset, layout)
+        pieces = _csv_parts(files, schema, target, header, ctype.charset, text)
+    first: _Part | None = None
+    for part in pieces:
+        if not len(part.label):
+            continue
+        if first is None:
+            first = part
+        elif list(part.features.columns) != list(first.features.columns):
+            raise DataError(
+                f"feature columns {list(part.features.columns)} differ from those of {first.file}: "
+                f"{list(first.features.columns)}",
+                file=part.file,
+            )
+        yield part
+    if first is None:
+        raise DataError(f"channel '{channel.name}': no rows in {len(files)} data file(s) under {channel.path}")
+
+
+def _csv_parts(
+    files: list[Path], schema: Schema | None, target: str | None, header: bool, charset: str, text: frozenset[str]
+) -> Iterator[_Part]:
+    layout: tuple[int, str] | None = None  # headerless without schema.json: the first file sets the width
+    for f in files:
+        for part in _read_csv(f, schema, target, header, charset, layout, text):
             if not header and schema is None and layout is None and part.width and part.rows is not None:
                 layout = (part.width, f"line {int(part.rows[0])} of {f}")
-            parts.append(part)
-    parts = [p for p in parts if len(p.label)]
-    if not parts:
-        raise DataError(f"channel '{channel.name}': no rows in {len(files)} data file(s) under {channel.path}")
-    first = parts[0]
-    for p in parts[1:]:
-        if list(p.features.columns) != list(first.features.columns):
-            raise DataError(
-                f"feature columns {list(p.features.columns)} differ from those of {first.file}: "
-                f"{list(first.features.columns)}",
-                file=p.file,
-            )
-    return parts
+            yield part
 
 
-def _scan_lines(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Field count and 1-based line number of every non-blank record.
+def _scan_lines(data: bytes, source: str, before: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Field count and 1-based line number of every non-blank record (``before``: lines preceding ``data``).
 
-    Vectorised when the file has no quotes (fields then cannot hold commas or newlines); otherwise each line is
+    Vectorised when the text has no quotes (fields then cannot hold commas or newlines); otherwise each line is
     split by the cell grammar (core.cells: RFC 4180, no line break in a cell), which names a malformed one.
     Blank (whitespace-only) lines are skipped, as pandas skips them.
     """
@@ -289,9 +467,9 @@ def _scan_lines(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         # Only lines without a comma can be blank; they are few, so look at them one by one.
         for i in np.flatnonzero(~keep):
             keep[i] = bool(data[starts[i] : ends[i]].strip())
-        return fields[keep], np.flatnonzero(keep) + 1
+        return fields[keep], np.flatnonzero(keep) + 1 + before
     counts, lines = [], []
-    for number, line in enumerate(data.decode("utf-8").split("\n"), start=1):
+    for number, line in enumerate(data.decode("utf-8").split("\n"), start=1 + before):
         line = line.removesuffix("\r")
         if not line.strip():
             continue
@@ -303,87 +481,142 @@ def _scan_lines(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(counts, dtype=np.int64), np.asarray(lines, dtype=np.int64)
 
 
-def _refuse_lone_cr(data: bytes, source: str) -> None:
+def _refuse_lone_cr(data: bytes, source: str, before: int = 0) -> None:
     """A CR not followed by LF: pandas would read a CR-only file as one row with thousands of columns. Inside
     quotes too: the cell grammar has no line break in a cell."""
     at = cells.lone_cr(data)
     if at is not None:
-        raise DataError(cells.LONE_CR, file=source, line=data[:at].count(b"\n") + 1)
+        raise DataError(cells.LONE_CR, file=source, line=before + data[:at].count(b"\n") + 1)
 
 
-def _decode(data: bytes, charset: str, source: str) -> bytes:
-    """The file as UTF-8 bytes without a byte-order mark."""
+def _utf8(charset: str) -> bool:
+    return charset.replace("-", "").replace("_", "") in ("utf8", "usascii", "ascii")
+
+
+def _decode(data: bytes, charset: str, source: str, before: int = 0) -> bytes:
+    """The text as UTF-8 bytes (``before``: lines preceding it in the file, for an error's line)."""
     try:
-        if charset.replace("-", "").replace("_", "") in ("utf8", "usascii", "ascii"):
+        if _utf8(charset):
             data.decode("utf-8")
         else:
             data = data.decode(charset).encode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
+        line = before + data[: e.start].count(b"\n") + 1
         raise DataError(f"not valid {charset} text (byte {e.start})", file=source, line=line) from None
-    return cells.strip_bom(data)
+    return data
+
+
+def _pieces(path: Path, charset: str, source: str) -> Iterator[tuple[bytes, int]]:
+    """(UTF-8 text, number of lines before it) of consecutive pieces of a file, each READ_BYTES of whole lines
+    (a cell holds no line break, so a line break always ends a record). Other charsets: the file at once."""
+    if not _utf8(charset):
+        yield cells.strip_bom(_decode(path.read_bytes(), charset, source)), 0
+        return
+    before, carry, first = 0, b"", True
+    with path.open("rb") as f:
+        while True:
+            chunk = f.read(READ_BYTES)
+            data = carry + chunk if carry else chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if not cut:  # a line longer than READ_BYTES: read on
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            elif not data:
+                return
+            data = _decode(data, charset, source, before)
+            if first:  # a byte-order mark is dropped only at the start of the file
+                data, first = cells.strip_bom(data), False
+            yield data, before
+            if not chunk:
+                return
+            before += data.count(b"\n")
 
 
 def _read_csv(
-    path: Path, schema: Schema | None, target: str | None, header: bool, charset: str, layout: tuple[int, str] | None
-) -> _Part:
+    path: Path,
+    schema: Schema | None,
+    target: str | None,
+    header: bool,
+    charset: str,
+    layout: tuple[int, str] | None,
+    text: frozenset[str] = frozenset(),
+) -> Iterator[_Part]:
     source = str(path)
-    data = _decode(path.read_bytes(), charset, source)
-    _refuse_lone_cr(data, source)
-    fields, lines = _scan_lines(data, source)
-    if not len(fields):
-        return _Part(source, pd.DataFrame(), pd.Series([], dtype=float), lines, [], "", width=0)
+    names: list[str] = []
+    expected, expected_from, label_index, dtype = 0, "", 0, None
+    for data, before in _pieces(path, charset, source):
+        _refuse_lone_cr(data, source, before)
+        fields, lines = _scan_lines(data, source, before)
+        if not len(fields):
+            continue
+        skip = None
+        if not names:  # the file's first record: its header, or the layout
+            if header:
+                first = data.lstrip(b"\r\n\t ").split(b"\n", 1)[0].decode("utf-8")
+                names = [n.strip() for n in cells.split_record(first.removesuffix("\r"))]
+                expected, expected_from = len(names), f"the header on line {lines[0]}"
+                skip = int(lines[0]) - before  # the header and the blank lines above it
+                if len(set(names)) != len(names):
+                    dup = next(n for n in names if names.count(n) > 1)
+                    raise DataError(f"duplicate column name {dup!r} in the header", file=source, line=int(lines[0]))
+            elif schema is not None:
+                names = [schema.target or "label", *schema.names]
+                expected, expected_from = len(names), f"the label and {schema.n_features} features of schema.json"
+            else:
+                expected, expected_from = layout or (int(fields[0]), f"line {lines[0]}")
+                names = ["label", *(f"f{i}" for i in range(expected - 1))]
+            label_index = _label_index(names, schema, target, header, source, int(lines[0]))
+            # Categorical columns stay strings when the schema says so (a level "4" must not become the float 4.0).
+            as_text = {f.name for f in schema.features if f.is_categorical} if schema is not None else set()
+            dtype = {i: str for i, n in enumerate(names) if n in as_text or n in text} or None
+        bad = np.flatnonzero(fields != expected)
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(
+                f"expected {expected} columns (from {expected_from}), received {int(fields[i])}",
+                file=source,
+                line=int(lines[i]),
+            )
+        read: dict[str, Any] = dict(header=None, skiprows=skip, skip_blank_lines=True)
+        read.update(engine="c", encoding="utf-8", keep_default_na=False, na_values=_NA_VALUES)
+        frame = pd.read_csv(io.BytesIO(data), names=range(expected), dtype=dtype, **read)
+        # pandas reads inf, Infinity and 1e400 as infinite floats: such columns are read again as text, so that the
+        # error shows the cell as written, as every other stage does.
+        refused = [j for j in frame.columns if cells.out_of_range(frame[j])]
+        if refused:
+            again = pd.read_csv(io.BytesIO(data), names=range(expected), usecols=refused, dtype=str, **read)
+            frame[refused] = again[refused]
+        rows = lines[1:] if skip else lines
+        yield _split(source, frame, names, label_index, schema if header else None, rows, expected, named=header)
 
-    if header:
-        first = data.decode("utf-8").lstrip("\r\n\t ").split("\n", 1)[0]
-        names = [n.strip() for n in cells.split_record(first.removesuffix("\r"))]
-        expected, expected_from = len(names), f"the header on line {lines[0]}"
-    elif schema is not None:
-        names = [schema.target or "label", *schema.names]
-        expected, expected_from = len(names), f"the label and {schema.n_features} features of schema.json"
-    else:
-        expected, expected_from = layout or (int(fields[0]), f"line {lines[0]}")
-        names = ["label", *(f"f{i}" for i in range(expected - 1))]
-    bad = np.flatnonzero(fields != expected)
-    if len(bad):
-        i = int(bad[0])
-        raise DataError(
-            f"expected {expected} columns (from {expected_from}), received {int(fields[i])}",
-            file=source,
-            line=int(lines[i]),
-        )
-    if header and len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise DataError(f"duplicate column name {dup!r} in the header", file=source, line=int(lines[0]))
 
-    label_index = _label_index(names, schema, target, header, source, int(lines[0]))
-    # Categorical columns stay strings when the schema says so (a level "4" must not become the float 4.0).
-    dtype = None
-    if schema is not None:
-        dtype = {names.index(f.name): str for f in schema.features if f.is_categorical and f.name in names}
-    read: dict[str, Any] = dict(header=None, skiprows=int(lines[0]) if header else None, skip_blank_lines=True)
-    read.update(engine="c", encoding="utf-8", keep_default_na=False, na_values=_NA_VALUES)
-    frame = pd.read_csv(io.BytesIO(data), names=range(expected), dtype=dtype, **read)
-    # pandas reads inf, Infinity and 1e400 as infinite floats: such columns are read again as text, so that the
-    # error shows the cell as written, as every other stage does.
-    refused = [j for j in frame.columns if cells.out_of_range(frame[j])]
-    if refused:
-        text = pd.read_csv(io.BytesIO(data), names=range(expected), usecols=refused, dtype=str, **read)
-        frame[refused] = text[refused]
-    rows = lines[1:] if header else lines
-    return _split(source, frame, names, label_index, schema if header else None, rows, expected, named=header)
-
-
-def _read_parquet(path: Path, schema: Schema | None, target: str | None) -> _Part:
+def _read_parquet(
+    path: Path, schema: Schema | None, target: str | None, text: frozenset[str] = frozenset()
+) -> Iterator[_Part]:
     source = str(path)
     try:
-        frame = _fastparquet().ParquetFile(source).to_pandas()
+        groups = _fastparquet().ParquetFile(source).iter_row_groups()
     except Exception as e:  # fastparquet raises several types for a file that is not parquet
         raise DataError(f"not a readable parquet file: {type(e).__name__}: {e}", file=source) from None
-    names = [str(c) for c in frame.columns]
-    frame.columns = range(len(names))
-    label_index = _label_index(names, schema, target, True, source, None)
-    return _split(source, frame, names, label_index, schema, None, len(names), named=True)
+    offset = 0
+    while True:
+        try:
+            frame = next(groups, None)
+        except Exception as e:
+            raise DataError(f"not a readable parquet file: {type(e).__name__}: {e}", file=source) from None
+        if frame is None:
+            return
+        names = [str(c) for c in frame.columns]
+        for name in text & set(names):
+            frame[name] = frame[name].astype(object)
+        frame.columns = range(len(names))
+        label_index = _label_index(names, schema, target, True, source, None)
+        part = _split(source, frame, names, label_index, schema, None, len(names), named=True)
+        part.row_offset = offset
+        offset += len(frame)
+        yield part
 
 
 def _fastparquet():
@@ -458,35 +691,34 @@ def _split(
 ENCODE_BLOCK = 1 << 16
 
 
-def _encode(name: str, parts: list[_Part], schema: Schema) -> Dataset:
-    n = sum(len(p.label) for p in parts)
-    X = np.empty((n, schema.n_features), dtype=np.float64)
-    y = np.empty(n, dtype=np.float64)
-    at = 0
-    for p in parts:
-        for start in range(0, len(p.label), ENCODE_BLOCK):
-            label, features = p.label.iloc[start : start + ENCODE_BLOCK], p.features.iloc[start : start + ENCODE_BLOCK]
-            rows = slice(at, at + len(label))
-            # first_line=start: an error's line is the row's index in the part, which _locate maps to the file.
-            y[rows] = _relocated(
-                lambda label=label, start=start: schema_mod.to_float(
-                    label, source=None, first_line=start, column="label"
-                ),
-                p,
-            )
-            missing = np.flatnonzero(np.isnan(y[rows]))
-            if len(missing):
-                line = start + int(missing[0])
-                err = DataError("missing label (an empty cell, NA, null, ...)", line=line, column="label")
-                raise _locate(err, p)
-            X[rows] = _relocated(
-                lambda features=features, start=start: schema.encode(
-                    features, source=None, first_line=start, column_offset=0
-                ),
-                p,
-            )
-            at += len(label)
-    return Dataset(name, X, y)
+def _read_encoding(channel: Channel, schema: Schema, target: str | None, spill: int) -> Dataset:
+    store = RowStore(schema.n_features, spill)
+    for part in _parts(channel, schema, target):
+        store.append(_encode(part, schema), _labels(part))
+    return store.dataset(channel.name)
+
+
+def _labels(part: _Part) -> np.ndarray:
+    y = _relocated(lambda: schema_mod.to_float(part.label, source=None, first_line=0, column="label"), part)
+    missing = np.flatnonzero(np.isnan(y))
+    if len(missing):
+        err = DataError("missing label (an empty cell, NA, null, ...)", line=int(missing[0]), column="label")
+        raise _locate(err, part)
+    return y
+
+
+def _encode(part: _Part, schema: Schema) -> np.ndarray:
+    X = np.empty((len(part.label), schema.n_features), dtype=np.float64)
+    for start in range(0, len(part.label), ENCODE_BLOCK):
+        features = part.features.iloc[start : start + ENCODE_BLOCK]
+        # first_line=start: an error's line is the row's index in the part, which _locate maps to the file.
+        X[start : start + len(features)] = _relocated(
+            lambda features=features, start=start: schema.encode(
+                features, source=None, first_line=start, column_offset=0
+            ),
+            part,
+        )
+    return X
 
 
 def _relocated(fn, part: _Part):
@@ -512,5 +744,5 @@ def _locate(err: DataError, part: _Part) -> DataError:
         if part.rows is not None:
             line = int(part.rows[err.line])
         else:
-            row = err.line + 1
+            row = part.row_offset + err.line + 1
     return type(err)(err.reason, file=part.file, line=line, column=column, row=row)

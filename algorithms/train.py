@@ -50,6 +50,8 @@ COMMON_HYPERPARAMETERS = (
 INPUT_MODES = ("File", "FastFile")
 FULLY_REPLICATED = "FullyReplicated"
 SHARDED = "ShardedByS3Key"
+ROWS_IN_MEMORY_ENV = "BYOC_ROWS_IN_MEMORY_MB"
+DEFAULT_ROWS_IN_MEMORY_MB = 1024
 LIBRARIES = ("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost", "sagemaker-training")
 
 
@@ -68,6 +70,8 @@ class JobConfig:
     resource_config: Mapping[str, Any] = field(default_factory=dict)
     # channel -> S3DistributionType (FullyReplicated or ShardedByS3Key); decides how hosts split a channel
     distributions: Mapping[str, str] = field(default_factory=dict)
+    # Encoded rows of a channel kept in memory; the rest go to a temporary file (BYOC_ROWS_IN_MEMORY_MB).
+    rows_in_memory_bytes: int = DEFAULT_ROWS_IN_MEMORY_MB << 20
 
     @property
     def model_dir(self) -> Path:
@@ -144,6 +148,7 @@ def load_config(algorithm: str | None) -> JobConfig:
             )
         checkpoint_dir = Path(local) if Path(local).is_absolute() else Path(environment.base_dir) / local
     return JobConfig(
+        rows_in_memory_bytes=_rows_in_memory(),
         algorithm=algorithm,
         base_dir=Path(environment.base_dir),
         hyperparameters=MappingProxyType(hyperparameters),
@@ -157,6 +162,15 @@ def load_config(algorithm: str | None) -> JobConfig:
             {name: (cfg or {}).get("S3DistributionType") or FULLY_REPLICATED for name, cfg in input_data.items()}
         ),
     )
+
+
+def _rows_in_memory() -> int:
+    raw = os.environ.get(ROWS_IN_MEMORY_ENV, str(DEFAULT_ROWS_IN_MEMORY_MB)).strip()
+    if not raw.isascii() or not raw.isdigit() or int(raw) > 1 << 30:
+        raise ConfigurationError(
+            f"environment variable {ROWS_IN_MEMORY_ENV}: expected a whole number of MiB (0 or more), received {raw!r}"
+        )
+    return int(raw) << 20
 
 
 def hyperparameter_spec(plugin: type[base.Algorithm]) -> HyperparameterSpec:
@@ -198,7 +212,8 @@ def run_distributed(job: JobConfig, plugin, common: dict, params: dict) -> None:
     has_data = channel is not None and channel.path.is_dir() and bool(data.data_files(channel.path))
     with_data = distributed.hosts_with_data(hosts, job.current_host, addresses[hosts[0]], has_data, settings)
     if not with_data:
-        data.read_channels(job.channels, target=common["target"])  # raises the single-host error, naming the channel
+        # raises the single-host error, naming the channel
+        data.read_channels(job.channels, target=common["target"], spill_bytes=job.rows_in_memory_bytes)
     if not has_data:
         log.warning(
             "host %s received no training data: it takes no part (hosts training: %s)",
@@ -226,7 +241,7 @@ def read_data(job: JobConfig, target: str | None, comm: distributed.Collective):
     from algorithms import base, data
 
     if not comm.distributed:
-        return data.read_channels(job.channels, target=target)
+        return data.read_channels(job.channels, target=target, spill_bytes=job.rows_in_memory_bytes)
     local = {
         name: ch
         for name, ch in job.channels.items()
@@ -235,7 +250,9 @@ def read_data(job: JobConfig, target: str | None, comm: distributed.Collective):
     present = {name: local[name] for name in data.CHANNELS if name in local}
     given = distributed.agree_given_schema(comm, data.given_schema(present, target))
     settle = None if given is not None else (lambda s: distributed.agree_inferred_schema(comm, s))
-    datasets, schema = data.read_channels(local, target=target, schema=given, settle_schema=settle)
+    datasets, schema = data.read_channels(
+        local, target=target, schema=given, settle_schema=settle, spill_bytes=job.rows_in_memory_bytes
+    )
     for name in data.CHANNELS:
         if name in job.channels and name not in datasets:
             datasets[name] = base.Dataset(name, np.empty((0, schema.n_features)), np.empty(0))
@@ -246,6 +263,12 @@ def read_data(job: JobConfig, target: str | None, comm: distributed.Collective):
             datasets[name] = ds.window(rows.start, rows.stop)
         log.info("channel %s (%s): %d rows on this host", name, kind, len(datasets[name]))
     return datasets, schema
+
+
+def _predict(model, ds) -> np.ndarray:
+    """Predictions for a channel, a block at a time (it may be larger than memory)."""
+    parts = [model.predict(X) for X, _ in ds.blocks()]
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.Collective) -> None:
@@ -273,7 +296,7 @@ def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.
     fitted = model.fitted_predictions()
     for name, ds in datasets.items():
         cached = fitted.get(name)
-        predictions[name] = cached if cached is not None and len(cached) == len(ds) else model.predict(ds.X)
+        predictions[name] = cached if cached is not None and len(cached) == len(ds) else _predict(model, ds)
         final[name] = metrics.regression_metrics_across(ds.y, predictions[name], comm)
         metric_log(name, final[name])
         undefined = [k for k, v in final[name].items() if not math.isfinite(v)]

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -137,17 +138,23 @@ class XGBoostRegressor(Algorithm):
         return p
 
     def _dmatrix(self, ds: Dataset, nthread: int, ref=None):
-        common = dict(
-            label=ds.y,
-            feature_types=self.schema.xgboost_feature_types(),
+        types = self.schema.xgboost_feature_types()
+        if self.params["tree_method"] == "approx":
+            # approx re-sketches with the hessian every round: XGBoost refuses it a QuantileDMatrix, so the channel
+            # is materialised (bounded memory needs hist, the default).
+            return xgb.DMatrix(
+                ds.X, label=ds.y, feature_types=types, enable_categorical=True, missing=np.nan, nthread=nthread
+            )
+        # Built from the channel's blocks: XGBoost quantises each block as it comes, so the float matrix is never
+        # whole in memory (the channel may be on disk: algorithms.store).
+        return xgb.QuantileDMatrix(
+            _Blocks(ds, types),
+            max_bin=self.params["max_bin"],
+            ref=ref,
             enable_categorical=True,
             missing=np.nan,
             nthread=nthread,
         )
-        if self.params["tree_method"] == "approx":
-            # approx re-sketches with the hessian every round: XGBoost refuses it a QuantileDMatrix.
-            return xgb.DMatrix(ds.X, **common)
-        return xgb.QuantileDMatrix(ds.X, max_bin=self.params["max_bin"], ref=ref, **common)
 
     def fit(
         self,
@@ -277,6 +284,30 @@ class XGBoostRegressor(Algorithm):
         model = cls(params, schema, booster)
         model.best_iteration = booster.num_boosted_rounds() - 1
         return model
+
+
+class _Blocks(xgb.DataIter):
+    """A Dataset's rows a block at a time, for XGBoost's iterator-built QuantileDMatrix (it reads them a few times)."""
+
+    ROWS = 1 << 17
+
+    def __init__(self, ds: Dataset, feature_types: list[str]):
+        self._ds, self._types = ds, feature_types
+        self._blocks: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
+        super().__init__(release_data=True)
+
+    def reset(self) -> None:
+        self._blocks = None
+
+    def next(self, input_data: Callable[..., None]) -> bool:
+        if self._blocks is None:
+            self._blocks = self._ds.blocks(self.ROWS)
+        block = next(self._blocks, None)
+        if block is None:
+            return False
+        X, y = block
+        input_data(data=X, label=y, feature_types=self._types)
+        return True
 
 
 def _check_labels(ds: Dataset, objective: str) -> None:

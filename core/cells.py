@@ -202,7 +202,8 @@ def pandas_na_values() -> list[str]:
 
 
 # -- columns (pandas / numpy) ----------------------------------------------------------------------------------------
-def _is_float_column(col: pd.Series) -> bool:
+def is_float_column(col: pd.Series) -> bool:
+    """Whether a parser read the column as numbers (booleans are not)."""
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
@@ -213,7 +214,7 @@ def numbers(cells: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
     import pandas as pd
 
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
-    if _is_float_column(col):
+    if is_float_column(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         return _checked(values)
     text = col.astype("string").str.strip(WHITESPACE)
@@ -246,7 +247,7 @@ def _checked(values: np.ndarray) -> np.ndarray:
 
 def out_of_range(col: pd.Series) -> bool:
     """Whether a column a parser read as numbers holds a value the range policy refuses (inf, above MAX_MAGNITUDE)."""
-    if not _is_float_column(col):
+    if not is_float_column(col):
         return False
     with np.errstate(invalid="ignore"):
         return bool((np.abs(col.to_numpy(dtype=np.float64, na_value=np.nan)) > MAX_MAGNITUDE).any())
@@ -256,7 +257,7 @@ def missing_mask(cells: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
     import pandas as pd
 
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
-    if _is_float_column(col):
+    if is_float_column(col):
         mask: np.ndarray = col.isna().to_numpy(dtype=bool)  # pandas is untyped: Any
         return mask
     text = col.astype("string").str.strip(WHITESPACE)
@@ -269,7 +270,7 @@ def levels(cells: pd.Series | np.ndarray | Sequence[Any]) -> pd.Series:
     import pandas as pd
 
     col = cells if isinstance(cells, pd.Series) else pd.Series(cells, dtype=object)
-    if _is_float_column(col):
+    if is_float_column(col):
         text = col.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))))
         return text.astype("string")
     text = col.astype("string").str.strip(WHITESPACE)
