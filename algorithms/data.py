@@ -60,7 +60,7 @@ CHANNELS = ("train", "validation", "test")
 _NUMERIC_MAJORITY = 0.5
 _NA_VALUES = cells.pandas_na_values()  # the cell grammar's missing tokens, for pandas' parser
 # CSV is parsed this many bytes (of whole lines) at a time, whatever the file's size.
-READ_BYTES = 32 << 20
+READ_BYTES = 4 << 20
 # Encoded rows of a channel kept in memory; beyond, they go to a temporary file (algorithms.store). Training
 # sets it from BYOC_ROWS_IN_MEMORY_MB.
 SPILL_BYTES = 1 << 30
@@ -268,8 +268,8 @@ class _Inference:
 
     def _provisional(self, j: int, col: pd.Series) -> np.ndarray:
         # Distinct raw values first (hashing), the cell grammar then only on those: a few levels, millions of rows.
-        codes, uniques = pd.factorize(col.to_numpy(dtype=object), use_na_sentinel=True)
-        levels = cells.levels(pd.Series(uniques, dtype=object))
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        levels = cells.levels(pd.Series(uniques))
         ids = self.ids[j]
         local = np.array(
             [np.nan if level is pd.NA else ids.setdefault(level, len(ids)) for level in levels], dtype=np.float64

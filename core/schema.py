@@ -213,20 +213,28 @@ def _encode_categorical(
     column: str,
     unknown: str,
 ) -> np.ndarray:
-    as_str = cells.levels(col)
-    mapped = as_str.map(codes, na_action="ignore").astype("Float64")
-    missing = as_str.isna()
-    unknown_mask = mapped.isna() & ~missing
-    if unknown_mask.any() and unknown == "error":
-        i = int(np.flatnonzero(unknown_mask.to_numpy())[0])
+    import pandas as pd
+
+    # The cell grammar is applied to the distinct raw values only (a few levels, millions of rows), then every row
+    # takes its value's code: the same result as trimming and matching each cell, several times faster.
+    raw, uniques = pd.factorize(col, use_na_sentinel=True)
+    levels = cells.levels(pd.Series(uniques))  # the column's own type: a parser's 4.0 reads as the level "4"
+    table = levels.map(codes, na_action="ignore").astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    unknown_values = np.flatnonzero(np.isnan(table) & ~levels.isna().to_numpy(dtype=bool))
+    if len(unknown_values) and unknown == "error":
+        # factorize numbers values in order of first appearance: the first unknown value is the first unknown row.
+        k = int(unknown_values[0])
+        i = int(np.argmax(raw == k))
         raise DataError(
-            f"unknown level {as_str.iloc[i]!r} for categorical feature {feat.name!r}; "
+            f"unknown level {levels.iloc[k]!r} for categorical feature {feat.name!r}; "
             f"expected one of {list(feat.levels)}",
             file=source,
             line=first_line + i,
             column=column,
         )
-    encoded: np.ndarray = mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+    encoded = np.full(len(raw), np.nan)
+    seen = raw >= 0
+    encoded[seen] = table[raw[seen]]
     return encoded
 
 
