@@ -16,6 +16,8 @@ settings: 100 rounds, max_depth 6, eta 0.1, hist, 256 bins, every core, no valid
 - **linear**: the linear image's entry point (default hyperparameters) on the same file;
 - ``--compare-src DIR``: also the entry points of another source tree (e.g. ``git archive main`` unpacked), run
   with this interpreter, so a change is measured against its predecessor in the same run;
+- ``--on-disk``: also ours with every encoded row in a temporary file (``BYOC_ROWS_IN_MEMORY_MB=0``), whose
+  peak RSS is the bounded-memory figure to compare across ``--rows``;
 - ``--omp-passive``: ``OMP_WAIT_POLICY=PASSIVE`` for every child alike (on an oversubscribed machine OpenMP's
   spinning threads dominate every XGBoost figure).
 
@@ -46,6 +48,7 @@ HYPERPARAMETERS = {
     "early_stopping_rounds": "0",
     "target": "price",
 }
+ON_DISK = {"BYOC_ROWS_IN_MEMORY_MB": "0"}
 CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/x-parquet"}
 
 
@@ -93,13 +96,14 @@ def wait(proc: subprocess.Popen, log: Path) -> tuple[int, float]:
 
 
 def run_ours(
-    work: Path, data: Path, fmt: str, algorithm: str, hyperparameters: dict, src: Path = ROOT
+    work: Path, data: Path, fmt: str, algorithm: str, hyperparameters: dict, src: Path = ROOT, extra_env=None
 ) -> tuple[float, int, str, float]:
     base = Path(tempfile.mkdtemp(dir=work, prefix=f"{algorithm}-"))
     opt_ml(base, data, fmt, hyperparameters)
     log = base / "log.txt"
     t0 = time.perf_counter()
     env = {"SAGEMAKER_BASE_DIR": str(base), "ALGORITHM": algorithm, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.update(extra_env or {})
     proc = start([sys.executable, "-m", "algorithms.train"], env, log, cwd=src)
     rss, cpu = wait(proc, log)
     return time.perf_counter() - t0, rss, log.read_text(), cpu
@@ -171,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         help="OMP_WAIT_POLICY=PASSIVE for every child (a shared, overloaded machine: spinning threads there made "
         "100 rounds 5x slower)",
     )
+    p.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="also run ours with BYOC_ROWS_IN_MEMORY_MB=0 (every encoded row in a temporary file): the bounded-memory "
+        "peak, to compare across --rows",
+    )
     p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bare:
@@ -200,12 +210,24 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.repeats)
             )
             print(f"  src   xgboost   {figures(old)}   ({phases(old[2])}; previous)")
+        if args.on_disk:
+            disk = min(
+                run_ours(args.work, data, fmt, "xgboost", HYPERPARAMETERS, extra_env=ON_DISK)
+                for _ in range(args.repeats)
+            )
+            print(f"  disk  xgboost   {figures(disk)}   ({phases(disk[2])}; rows in a temporary file)")
         if "2" in args.hosts.split(","):
             seconds, rss = run_two_hosts(args.work, data, fmt)
             print(f"  2 local hosts   {seconds:6.2f} s  {' + '.join(f'{r / 1024:.0f}' for r in rss)} MiB")
         if not args.skip_linear:
             lin = min(run_ours(args.work, data, fmt, "linear", {"target": "price"}) for _ in range(args.repeats))
             print(f"  ours  linear    {figures(lin)}   ({phases(lin[2])})")
+            if args.on_disk:
+                disk = min(
+                    run_ours(args.work, data, fmt, "linear", {"target": "price"}, extra_env=ON_DISK)
+                    for _ in range(args.repeats)
+                )
+                print(f"  disk  linear    {figures(disk)}   ({phases(disk[2])}; rows in a temporary file)")
             if args.compare_src:
                 old = min(
                     run_ours(args.work, data, fmt, "linear", {"target": "price"}, args.compare_src)
