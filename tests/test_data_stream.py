@@ -221,3 +221,47 @@ def test_the_in_memory_budget_is_a_validated_setting(opt_ml, car_splits):
         assert result.failure_line == (
             f"environment variable BYOC_ROWS_IN_MEMORY_MB: expected a whole number of MiB (0 or more), received {bad!r}"
         )
+
+
+# VmHWM: the peak of this process image (ru_maxrss would carry over the forking parent's resident size).
+_PEAK = """
+import sys
+from pathlib import Path
+from algorithms import data
+data.READ_BYTES = 1 << 20  # several pieces for both files
+channel = data.Channel("train", Path(sys.argv[1]), "text/csv")
+datasets, _ = data.read_channels({"train": channel}, target="price", spill_bytes=0)
+assert datasets["train"].spilled
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(len(datasets["train"]), peak)
+"""
+
+
+def test_reading_a_channel_on_disk_takes_memory_independent_of_its_rows(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.opt_ml import REPO
+
+    rng = np.random.default_rng(5)
+    peaks = {}
+    for rows in (200_000, 800_000):
+        frame = pd.DataFrame(
+            {
+                "price": rng.normal(20000, 5000, rows).round(2),
+                "km": rng.uniform(0, 2e5, rows).round(1),
+                "year": rng.integers(1990, 2025, rows),
+                "make": rng.choice(["Saab", "Buick", "Volvo", "Chevrolet"], rows),
+                "body": rng.choice(["sedan", "coupe", "wagon"], rows),
+            }
+        )
+        directory = tmp_path / str(rows)
+        directory.mkdir()
+        frame.to_csv(directory / "cars.csv", index=False)
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(directory)], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert int(out[0]) == rows
+        peaks[rows] = int(out[1]) / 1024  # MiB
+    # 600k more rows are 27 MiB of encoded rows, and ~50 MiB more of whole-file frames: the peak stays put.
+    assert peaks[800_000] - peaks[200_000] < 12, peaks
