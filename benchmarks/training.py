@@ -53,15 +53,21 @@ CONTENT_TYPES = {"csv": "text/csv", "parquet": "application/x-parquet"}
 
 
 def make_data(work: Path, rows: int, fmt: str) -> Path:
+    """The data file, generated once by a child process: generating 5M rows here would raise this process's peak
+    RSS, which Linux hands on to every child it starts (ru_maxrss survives fork and exec)."""
     path = work / f"cars-{rows}.{fmt}"
     if not path.exists():
-        import pandas as pd
-
-        model = synthetic.fit(pd.read_csv(synthetic.REAL_CSV))
-        tmp = path.with_suffix(".tmp")
-        synthetic.write(synthetic.generate(model, rows, 0), tmp, fmt, header=True)
-        tmp.rename(path)
+        subprocess.run([sys.executable, "-m", "benchmarks.training", "--make", str(path), str(rows)], check=True)
     return path
+
+
+def _make(path: Path, rows: int) -> None:
+    import pandas as pd
+
+    model = synthetic.fit(pd.read_csv(synthetic.REAL_CSV))
+    tmp = path.with_suffix(".tmp")
+    synthetic.write(synthetic.generate(model, rows, 0), tmp, path.suffix.lstrip("."), header=True)
+    tmp.rename(path)
 
 
 def opt_ml(base: Path, data: Path, fmt: str, hyperparameters: dict, hosts=("algo-1",), host="algo-1") -> Path:
@@ -182,9 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         "peak, to compare across --rows",
     )
     p.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bare:
         bare(args.bare)
+        return 0
+    if args.make:
+        _make(Path(args.make[0]), int(args.make[1]))
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     if args.omp_passive:
