@@ -304,19 +304,16 @@ class _Inference:
                 features.append(schema_mod.Feature(name, schema_mod.CATEGORICAL, tuple(sorted(levels))))
         return Schema(tuple(features), target), typos
 
-    def tables(self, schema: Schema) -> dict[int, np.ndarray]:
-        """Provisional id -> final value, for every text column. CellError: a level that is no number in range."""
-        out = {}
-        for j, feature in enumerate(schema.features):
-            if self.kinds[j] != "text":
-                continue
-            levels = list(self.ids[j])
-            if feature.is_categorical:
-                codes = schema.codes(j)
-                out[j] = np.array([codes[v] for v in levels], dtype=np.float64)
-            else:
-                out[j] = cells.numbers(np.array(levels, dtype=object)) if levels else np.zeros(0)
-        return out
+    def table(self, j: int, schema: Schema) -> np.ndarray | None:
+        """Provisional id -> final value for text column ``j`` (None for a number column). CellError: a level that
+        is not a number in range, in a column the schema makes numeric."""
+        if self.kinds[j] != "text":
+            return None
+        levels = list(self.ids[j])
+        if schema.features[j].is_categorical:
+            codes = schema.codes(j)
+            return np.array([codes[v] for v in levels], dtype=np.float64)
+        return cells.numbers(np.array(levels, dtype=object)) if levels else np.zeros(0)
 
 
 def _numbers(part: _Part, j: int) -> np.ndarray:
@@ -368,18 +365,15 @@ def _infer_and_store(
     log.info("no schema.json in the channels: inferred from train: %s", _describe(schema))
     if settle is not None:
         schema = settle(schema)
-    try:
-        tables = inference.tables(schema)
-    except cells.CellError:  # a level shaped like a number but out of range: name its first cell
-        _name_typo(channel, target, inference.columns[_first_text_number_column(inference, schema)], text)
-        raise
-    for j, table in tables.items():
-        store.rewrite_column(j, _remapped(table), ENCODE_BLOCK)
+    for j, column in enumerate(inference.columns):
+        try:
+            table = inference.table(j, schema)
+        except cells.CellError:  # a level shaped like a number but out of range (1e400): name its first cell
+            _name_typo(channel, target, column, text)
+            raise
+        if table is not None:
+            store.rewrite_column(j, _remapped(table), ENCODE_BLOCK)
     return store.dataset(channel.name), schema
-
-
-def _first_text_number_column(inference: _Inference, schema: Schema) -> int:
-    return next(j for j, f in enumerate(schema.features) if inference.kinds[j] == "text" and not f.is_categorical)
 
 
 def _name_typo(channel: Channel, target: str | None, column: str, text: frozenset[str]) -> None:
