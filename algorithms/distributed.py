@@ -31,6 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
@@ -226,6 +227,101 @@ class ExactProducts:
             total[1] += (h.T @ lb[r] + lo.T @ hb[r]).astype(np.int64)
             total[2] += (lo.T @ lb[r]).astype(np.int64)
         return self._combine(self.comm.allreduce(total), exponent, eb)
+
+
+class FixedGrid:
+    """Exact, order-independent sums of products A'B over every host's rows, A arriving a few rows at a time.
+
+    :class:`ExactProducts` prepares all of A at once; here the grid of A's columns is fixed in advance from their
+    largest magnitude over all rows and hosts (``top``), so any rows of A (a row block, a mini-batch) can be split
+    on their own and their integer products summed in int64, locally (``local_gram``, ``local_tdot``) or over hosts
+    (``tdot``). The results are bit for bit those of ExactProducts on the whole of A with the same ``rows``.
+    """
+
+    def __init__(self, comm: Collective, top: np.ndarray, rows: int):
+        self.comm = comm
+        self.bits = _grid_bits(rows)
+        self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
+        top = np.asarray(top, dtype=np.float64)
+        self.exponent: np.ndarray | None = (
+            np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits if np.isfinite(top).all() else None
+        )
+
+    def split(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.exponent is not None
+        return _split(A, self.exponent, self.bits)
+
+    def local_gram(self, A: np.ndarray) -> np.ndarray:
+        """This host's integer parts of A'A, int64 (3, p, p): add them over row blocks and hosts, then ``combine``."""
+        p = A.shape[1]
+        total = np.zeros((3, p, p), dtype=np.int64)
+        for start in range(0, len(A), self.chunk):
+            h, lo = self.split(A[start : start + self.chunk])
+            cross = (h.T @ lo).astype(np.int64)
+            total[0] += (h.T @ h).astype(np.int64)
+            total[1] += cross + cross.T
+            total[2] += (lo.T @ lo).astype(np.int64)
+        return total
+
+    def local_tdot(self, A: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> np.ndarray:
+        """This host's integer parts of A'B, B already split (``hb``, ``lb``) on its own grid."""
+        total = np.zeros((3, A.shape[1], hb.shape[1]), dtype=np.int64)
+        for start in range(0, len(A), self.chunk):
+            r = slice(start, start + self.chunk)
+            h, lo = self.split(A[r])
+            total[0] += (h.T @ hb[r]).astype(np.int64)
+            total[1] += (h.T @ lb[r] + lo.T @ hb[r]).astype(np.int64)
+            total[2] += (lo.T @ lb[r]).astype(np.int64)
+        return total
+
+    def combine(self, total: np.ndarray, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+        scale = 2.0**-self.bits
+        exact = total[0] + total[1].astype(np.float64) * scale + total[2].astype(np.float64) * scale * scale
+        return exact * np.ldexp(1.0, ea[:, None] + eb[None, :])
+
+    def tdot(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """A'B over every host (each passes its own rows of A and B; every host calls it)."""
+        B = np.asarray(B, dtype=np.float64).reshape(len(B), -1)
+        top = self.comm.allreduce(np.abs(B).max(axis=0) if len(B) else np.zeros(B.shape[1]), "max")
+        if self.exponent is None or not np.isfinite(top).all():  # not finite: the caller reports it
+            return self.comm.allreduce(A.T @ B)
+        eb = np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits
+        hb, lb = _split(B, eb, self.bits)
+        return self.combine(self.comm.allreduce(self.local_tdot(A, hb, lb)), self.exponent, eb)
+
+
+class BlockSums:
+    """Exact column sums over every host's rows, added one global row block at a time.
+
+    Every host adds the same global blocks in the same order, each with its own rows of the block (possibly none).
+    A block is summed as :meth:`Collective.column_sums` sums (two integers per value on a grid set by the block's
+    largest magnitude over all hosts), and the blocks' exact sums are added as rationals. So the total depends on
+    where the blocks start, never on how a block's rows are split among hosts or ordered. Non-finite values: a
+    float sum (the caller reports the divergence).
+    """
+
+    def __init__(self, comm: Collective, width: int, block_rows: int):
+        self.comm, self.width, self.bits = comm, width, _grid_bits(block_rows)
+        self._exact = [Fraction(0)] * width
+        self._inexact: np.ndarray | None = None
+
+    def add(self, M: np.ndarray) -> None:
+        M = np.asarray(M, dtype=np.float64).reshape(len(M), self.width)
+        top = self.comm.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(self.width), "max")
+        if not np.isfinite(top).all() or self._inexact is not None:
+            found = self.comm.allreduce(M.sum(axis=0))
+            self._inexact = found if self._inexact is None else self._inexact + found
+            return
+        exponent = np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits
+        high, low = _split(M, exponent, self.bits)
+        total = self.comm.allreduce(np.stack([high.sum(axis=0), low.sum(axis=0)]).astype(np.int64))
+        for c in range(self.width):
+            value = (int(total[0, c]) << self.bits) + int(total[1, c])
+            self._exact[c] += Fraction(value) * Fraction(2) ** (int(exponent[c]) - self.bits)
+
+    def result(self) -> np.ndarray:
+        exact = np.array([float(v) for v in self._exact])
+        return exact if self._inexact is None else exact + self._inexact
 
 
 def _grid_bits(rows: int) -> int:

@@ -14,10 +14,26 @@ Training, in the Linear Learner way:
   validation channel (on the training data when there is none, as LL does) and the best epoch's weights
   are kept. Iteration 0 is the initial weights.
 
+Memory does not grow with the rows: training reads the channels only through ``Dataset.rows`` (never ``X`` or
+``y`` whole), a row block at a time. Every statistic is computed block by block: a pass for the checks, the
+scaler's sample, each column's range and the label's mean; a pass for the ridge start's sufficient statistics and
+the label's variance; then, per epoch, a pass of mini-batch steps and a pass for the metrics and the monitored
+loss (and one over the validation channel). What stays in memory besides a few blocks: the scaler's sample
+(``num_point_for_scaler`` rows) and, while it is drawn, numpy's sampling of ``num_point_for_scaler`` of ``n`` row
+numbers (a permutation of all ``n`` row numbers, 8 bytes per row, when ``n`` <= 50 * ``num_point_for_scaler``;
+O(``num_point_for_scaler``) above).
+
+Mini-batches: rows are numbered globally and cut into blocks of whole mini-batches (about 65,536 rows). Each epoch
+visits the blocks in a seeded random order, ``_SHUFFLE_BLOCKS`` (4) at a time, permutes the rows of those blocks
+together and cuts them into mini-batches; so each mini-batch is drawn from a buffer of about 260,000 rows, not from
+all rows (Linear Learner also shuffles within a buffer). On data that fits in one buffer this is a full shuffle.
+
 Several hosts (algorithms.distributed) fit the same model as one host on all their rows: every statistic (imputation
-means, scaler, ridge sufficient statistics, each mini-batch gradient, the monitored loss) is a sum over all hosts'
-rows, computed exactly (Collective.dot) so that neither the split of rows among hosts nor their order changes a
-bit; row i of rank r is global row offset_r + i for the scaler sample and the epoch permutations.
+means, scaler, ridge sufficient statistics, each mini-batch gradient, the metrics and the monitored loss) is a sum
+over all hosts' rows, computed exactly (fixed-point grids: distributed.FixedGrid, BlockSums) so that neither the
+split of rows among hosts nor their order changes a bit. Row i of rank r is global row offset_r + i for the scaler
+sample, the row blocks and the epoch permutations; every host draws the same permutations and keeps its own rows
+of each mini-batch.
 
 The model file ``linear-model.json`` is a plain JSON document whose coefficients are in the original feature
 units, so a prediction is ``intercept + sum(coefficient * column)``; the scaler is recorded for information.
@@ -27,17 +43,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
-from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
-from algorithms.distributed import SINGLE, Collective, ExactProducts
+from algorithms.base import BLOCK_ROWS, Algorithm, Dataset, MetricLog, TrainingContext
+from algorithms.distributed import SINGLE, BlockSums, Collective, ExactProducts, FixedGrid
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec, OnlyWith, Tune
-from algorithms.metrics import regression_metrics_across
+from algorithms.metrics import r2_from_mse
 from core.errors import DataError, HyperparameterError
 from core.schema import FILENAME as SCHEMA_FILE
 from core.schema import Schema
@@ -47,6 +63,8 @@ FORMAT = "sagemaker-byoc-linear-regressor"
 FORMAT_VERSION = 1
 _NO_CONTEXT = TrainingContext()  # one host
 _SEED = 0  # LL has no seed hyperparameter; a fixed one makes every run reproducible
+_SHUFFLE_BLOCKS = 4  # an epoch shuffles the rows of this many (randomly chosen) row blocks together
+_BLOCK_BYTES = 32 << 20  # at most about this many bytes of features per row block (very wide rows: fewer rows)
 
 
 @dataclass(frozen=True)
@@ -235,6 +253,46 @@ def _columns(schema: Schema) -> list[tuple[int, int | None]]:
     return cols
 
 
+class _Design:
+    """The scaled design [(design - center) / scale, 1] of a few rows at a time, (rows, p + 1), built column by
+    column (column-major): each value is computed exactly as ``(_design(X) - center) / scale`` computes it."""
+
+    def __init__(
+        self, columns: list[tuple[int, int | None]], impute: np.ndarray, center: np.ndarray, scale: np.ndarray
+    ):
+        self.p = len(columns)
+        self.numeric = [(k, j, float(impute[k]), float(center[k]), float(scale[k]))
+                        for k, (j, level) in enumerate(columns) if level is None]  # fmt: skip
+        # One-hot: table[:, code] holds the scaled columns of a row with that level; the last entry (a missing,
+        # unknown or fractional code) is all indicators 0.
+        self.onehot: list[tuple[int, int, np.ndarray]] = []
+        for k, (j, level) in enumerate(columns):
+            if level == 0:
+                n_levels = sum(1 for jj, lv in columns if jj == j and lv is not None)
+                c, s = center[k : k + n_levels, None], scale[k : k + n_levels, None]
+                self.onehot.append((j, k, (np.eye(n_levels, n_levels + 1) - c) / s))
+
+    def scaled(self, X: np.ndarray) -> np.ndarray:
+        m = X.shape[0]
+        AT = np.empty((self.p + 1, m), dtype=np.float64)
+        for k, j, impute, c, s in self.numeric:
+            col = X[:, j]
+            if np.isnan(col).any():
+                col = np.where(np.isnan(col), impute, col)
+            np.subtract(col, c, out=AT[k])
+            AT[k] /= s
+        for j, k, table in self.onehot:
+            AT[k : k + table.shape[0]] = table[:, _codes(X[:, j], table.shape[0])]
+        AT[self.p] = 1.0
+        return AT.T
+
+
+def _codes(col: np.ndarray, n_levels: int) -> np.ndarray:
+    """Level codes as indices; a missing (NaN), out-of-range or fractional code is ``n_levels``."""
+    valid = (col >= 0) & (col < n_levels) & (col == np.floor(col))
+    return np.where(valid, col, n_levels).astype(np.intp)
+
+
 def _design(
     X: np.ndarray, columns: list[tuple[int, int | None]], impute: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -249,7 +307,8 @@ def _design(
     return Z
 
 
-def _check_matrix(X: np.ndarray, schema: Schema, what: str) -> np.ndarray:
+def _check_matrix(X: np.ndarray, schema: Schema, what: str, first_row: int = 0) -> np.ndarray:
+    """``first_row``: the row number of X's first row in its channel (0-based), for the error message."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != schema.n_features:
         raise DataError(
@@ -262,8 +321,8 @@ def _check_matrix(X: np.ndarray, schema: Schema, what: str) -> np.ndarray:
     if infinite.any():
         i, k = np.argwhere(infinite)[0]
         raise DataError(
-            f"{what}: row {i + 1}, feature {schema.names[numeric[k]]!r}: expected a finite number or a missing "
-            f"value, received {X[i, numeric[k]]}"
+            f"{what}: row {first_row + i + 1}, feature {schema.names[numeric[k]]!r}: expected a finite number or a "
+            f"missing value, received {X[i, numeric[k]]}"
         )
     return X
 
@@ -314,25 +373,38 @@ class LinearRegressor(Algorithm):
     ) -> Self:
         s = _Settings.resolve(self.params, self.schema)
         comm = context.collective
-        X = _check_matrix(train.X, self.schema, f"channel {train.name}")
-        y = np.asarray(train.y, dtype=np.float64)
-        if not np.isfinite(y).all():
-            raise DataError(f"channel {train.name}: the label has missing or non-finite values")
-        # Several hosts: every statistic below is a sum over all hosts' rows (comm.allreduce), row i of host r
-        # being global row offset+i, so N hosts fit the model one host fits on the rows concatenated in rank order.
-        n_local = len(y)
-        counts = comm.counts(n_local)
-        n, offset = int(counts.sum()), int(counts[: comm.rank].sum())
+        # Several hosts: every statistic below is a sum over all hosts' rows, row i of host r being global row
+        # offset+i, so N hosts fit the model one host fits on the rows concatenated in rank order. Rows are read a
+        # block at a time (Dataset.rows): memory does not grow with the rows.
+        block = _block_rows(s.mini_batch_size, self.schema.n_features)
+        tr = _Rows(train, comm, block, self.schema)
+        n, offset, n_local = tr.n, tr.offset, tr.n_local
         if n == 0:
             raise DataError(f"channel {train.name}: no rows to train on")
         columns = _columns(self.schema)
+        p = len(columns)
         rng = np.random.default_rng(_SEED)  # the same draws on every host
 
-        # Scaler and imputation means from at most num_point_for_scaler rows, as LL does.
+        # Pass 1: checks; the scaler's sample, at most num_point_for_scaler rows (the same global rows as LL draws
+        # them: a seeded sample of all rows); the label's mean.
         sample = None
         if n > s.num_point_for_scaler:
             sample = _local_rows(np.sort(rng.choice(n, s.num_point_for_scaler, replace=False)), offset, n_local)
-        Xs, ys = (X, y) if sample is None else (X[sample], y[sample])
+        picked: list[tuple[np.ndarray, np.ndarray]] = []
+        y_sum = BlockSums(comm, 1, block)
+        for lo, X, y in tr.blocks():
+            if sample is None:
+                picked.append((X, y))
+            else:
+                a, z = np.searchsorted(sample, [lo, lo + len(y)])
+                picked.append((X[sample[a:z] - lo], y[sample[a:z] - lo]))
+            y_sum.add(y[:, None])
+        Xs = np.concatenate([x for x, _ in picked]) if picked else np.empty((0, self.schema.n_features))
+        ys = np.concatenate([v for _, v in picked]) if picked else np.empty(0)
+        del picked
+        y_mean = float(y_sum.result()[0]) / n
+
+        # Scaler and imputation means from the sample, as LL does.
         numeric = np.array([level is None for _, level in columns])
         feature_of = np.array([j for j, _ in columns], dtype=np.intp)
         observed = ~np.isnan(Xs[:, feature_of[numeric]])
@@ -340,49 +412,87 @@ class LinearRegressor(Algorithm):
         values = np.where(observed, Xs[:, feature_of[numeric]], 0.0)
         sums = _column_sums(np.hstack([values, observed]), comm, n_sample)
         k = int(numeric.sum())
-        impute = np.zeros(len(columns))
+        impute = np.zeros(p)
         impute[numeric] = np.divide(sums[:k], sums[k:], out=np.zeros(k), where=sums[k:] > 0)
         center, scale = _scaler(_design(Xs, columns, impute), s.use_bias, s.normalize_data, comm)
         y_center, y_scale = _scaler(ys[:, None], s.use_bias, s.normalize_label, comm)
-        # The scaled design with a column of ones beside it (the bias's gradient), without a second copy.
-        p = len(columns)
-        Z1 = np.empty((n_local, p + 1))
-        _design(X, columns, impute, out=Z1[:, :p])
-        Z1[:, :p] -= center
-        Z1[:, :p] /= scale
-        Z1[:, p] = 1.0
-        Z = Z1[:, :p]
-        t = (y - y_center[0]) / y_scale[0]
+        del Xs, ys
+        yc, ysc = float(y_center[0]), float(y_scale[0])
+        design = _Design(columns, impute, center, scale)  # [Z 1] of any rows: the scaled design, a column of ones
 
+        # Pass 2: each column's range over all rows (which columns carry information; the exact-sum grid) and the
+        # label's variance about its mean (R^2).
+        high, low, first = np.full(p + 1, -np.inf), np.full(p + 1, np.inf), np.zeros(p)
+        t_top = 0.0
+        ssy = BlockSums(comm, 1, block)
+        for lo, X, y in tr.blocks(check=False):
+            if len(y):
+                A = design.scaled(X)
+                high, low = np.maximum(high, A.max(axis=0)), np.minimum(low, A.min(axis=0))
+                if offset == 0 and lo == 0:
+                    first = A[0, :p].copy()  # global row 0
+                t_top = max(t_top, float(np.abs((y - yc) / ysc).max()))
+            ssy.add(((y - y_mean) ** 2)[:, None])
+        high, low = comm.allreduce(high, "max"), comm.allreduce(low, "min")
+        first = comm.allreduce(first)
+        t_top = float(comm.allreduce([t_top], "max")[0])
+        y_var = float(ssy.result()[0]) / n
         # A column constant over the training data carries no information (a level never seen, a constant
         # numeric): its weight stays 0 so that it cannot pick up an arbitrary value. Without a bias a nonzero
         # constant column is the intercept, so it is kept.
-        high = comm.allreduce(Z.max(axis=0) if n_local else np.full(p, -np.inf), "max")
-        low = comm.allreduce(Z.min(axis=0) if n_local else np.full(p, np.inf), "min")
-        first = comm.allreduce(Z[0] if offset == 0 and n_local else np.zeros(p))  # global row 0
-        active = (high - low > 0) | ((not s.use_bias) & (np.abs(first) > 0))
+        active = (high[:p] - low[:p] > 0) | ((not s.use_bias) & (np.abs(first) > 0))
+        grid = FixedGrid(comm, np.maximum(np.abs(high), np.abs(low)), n)
 
         val = None
         n_val = int(comm.allreduce([len(validation) if validation is not None else 0])[0])
-        if validation is not None and n_val:
-            Xv = _check_matrix(validation.X, self.schema, f"channel {validation.name}")
-            yv = np.asarray(validation.y, dtype=np.float64)
-            if not np.isfinite(yv).all():
-                raise DataError(f"channel {validation.name}: the label has missing or non-finite values")
-            val = ((_design(Xv, columns, impute) - center) / scale, yv, (yv - y_center[0]) / y_scale[0])
+        if n_val:
+            val = _Rows(validation, comm, block, self.schema)
+            v_sum = BlockSums(comm, 1, block)
+            for _, _, yv in val.blocks():
+                v_sum.add(yv[:, None])
+            v_mean = float(v_sum.result()[0]) / n_val
+            v_ss = BlockSums(comm, 1, block)
+            for _, _, yv in val.blocks(check=False):
+                v_ss.add(((yv - v_mean) ** 2)[:, None])
+            v_var = float(v_ss.result()[0]) / n_val
 
-        design = ExactProducts(comm, Z1, n)
-        w, b = _initial_weights(Z, t, active, s, rng, comm, n, design)
-        trainer = _Trainer(s, active, design)
+        d = int(active.sum())
+        if s.init_method == "ridge" and d > n and not comm.distributed:
+            # Wide data on one host (fewer rows than columns): the n x n dual system, from the rows in memory
+            # (n x p, smaller than the p x p primal system).
+            Zw = np.concatenate([design.scaled(X)[:, :p] for _, X, _ in tr.blocks(check=False)])
+            tw = np.concatenate([(y - yc) / ysc for _, _, y in tr.blocks(check=False)])
+            w, b = _initial_weights(Zw, tw, active, s, rng, comm, n)
+            del Zw, tw
+        elif s.init_method == "ridge":
+            # Pass 3: the sufficient statistics [Z 1]'[Z 1] and [Z 1]'t, exact, block by block.
+            gram, zt = _sufficient_statistics(tr, design, grid, (yc, ysc), t_top, comm)
+            w, b = _ridge(gram / n, zt / n, active, s)
+        else:
+            w, b = _initial_weights(np.empty((0, p)), np.empty(0), active, s, rng, comm, n)
+        trainer = _Trainer(s, active, grid)
+
+        def measure(rows: _Rows, variance: float, w: np.ndarray, b: float) -> tuple[float, dict[str, float]]:
+            """Mean loss (normalised units) and metrics (label units) over every host's rows of a channel."""
+            sums = BlockSums(comm, 3, block)
+            for _, X, y in rows.blocks(check=False):
+                pt = design.scaled(X)[:, :p] @ w + b
+                err = (yc + ysc * pt) - y
+                loss = _row_loss(pt - (y - yc) / ysc, s.loss, s.huber_delta)
+                sums.add(np.column_stack([loss, err * err, np.abs(err)]))
+            loss_sum, sse, sae = sums.result() / rows.n
+            mse = float(sse)
+            return float(loss_sum), {"rmse": math.sqrt(mse), "mae": float(sae), "r2": r2_from_mse(mse, variance),
+                                     "mse": mse}  # fmt: skip
 
         def evaluate(epoch: int) -> float:
-            pt = Z @ w + b
-            log("train", regression_metrics_across(y, y_center[0] + y_scale[0] * pt, comm), iteration=epoch)
+            loss, metrics = measure(tr, y_var, w, b)
+            log("train", metrics, iteration=epoch)
             if val is None:
-                return _mean_loss(pt - t, s, comm, n)
-            pv = val[0] @ w + b
-            log("validation", regression_metrics_across(val[1], y_center[0] + y_scale[0] * pv, comm), iteration=epoch)
-            return _mean_loss(pv - val[2], s, comm, n_val)
+                return loss
+            loss, metrics = measure(val, v_var, w, b)
+            log("validation", metrics, iteration=epoch)
+            return loss
 
         # The initial weights compete with the epochs only when they already minimise the training objective
         # (ridge start, squared loss, no L1); otherwise returning them would ignore the loss or l1 asked for.
@@ -391,13 +501,9 @@ class LinearRegressor(Algorithm):
         wait, epoch = 0, 0
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and reported below
             for epoch in range(1, s.epochs + 1):
-                order = rng.permutation(n)
-                for start in range(0, n, s.mini_batch_size):
-                    idx = order[start : start + s.mini_batch_size]
-                    size = len(idx)
-                    if comm.distributed:
-                        idx = _local_rows(idx, offset, n_local)
-                    w, b = trainer.step(idx, Z[idx], t[idx], w, b, size)
+                for Xb, tb, batches in _shuffled(tr, rng, s.mini_batch_size, (yc, ysc)):
+                    for rows, size in batches:
+                        w, b = trainer.step(design.scaled(Xb[rows]), tb[rows], w, b, size)
                 monitored = evaluate(epoch) if np.isfinite(w).all() and math.isfinite(b) else math.inf
                 if not math.isfinite(monitored):
                     raise HyperparameterError(
@@ -515,6 +621,143 @@ def _local_rows(global_rows: np.ndarray, offset: int, n_local: int) -> np.ndarra
     return global_rows[mine] - offset
 
 
+def _block_rows(mini_batch_size: int, n_features: int) -> int:
+    """Rows per global row block: whole mini-batches (at least one), about BLOCK_ROWS rows, fewer for very wide
+    rows. The same on every host: a block is a range of global row numbers."""
+    rows = min(BLOCK_ROWS, max(1, _BLOCK_BYTES // (8 * max(n_features, 1))))
+    return max(1, rows // mini_batch_size) * mini_batch_size
+
+
+class _Rows:
+    """This host's rows of a channel, read a block at a time, within the global row numbering: host rank r holds
+    global rows [offset, offset + n_local) (the hosts' rows concatenated in rank order); global block g is rows
+    [g * block, (g + 1) * block)."""
+
+    def __init__(self, ds: Dataset | None, comm: Collective, block: int, schema: Schema):
+        self.ds, self.schema, self.block = ds, schema, block
+        self.name = ds.name if ds is not None else ""
+        self.n_local = len(ds) if ds is not None else 0
+        if ds is not None and ds.n_features != schema.n_features:
+            raise DataError(
+                f"channel {ds.name}: expected a matrix with {schema.n_features} feature columns "
+                f"({', '.join(schema.names)}), received shape ({len(ds)}, {ds.n_features})"
+            )
+        counts = comm.counts(self.n_local)
+        self.n, self.offset = int(counts.sum()), int(counts[: comm.rank].sum())
+        self.n_blocks = -(-self.n // block)
+
+    def local(self, g: int) -> tuple[int, int]:
+        """This host's rows [lo, hi) (local numbers) of global block g; empty when it holds none of them."""
+        start, stop = g * self.block, min(self.n, (g + 1) * self.block)
+        lo = max(start, self.offset) - self.offset
+        hi = min(stop, self.offset + self.n_local) - self.offset
+        return lo, max(lo, hi)
+
+    def read(self, lo: int, hi: int, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Local rows [lo, hi), never more than BLOCK_ROWS per Dataset.rows call."""
+        if hi <= lo or self.ds is None:
+            return np.empty((0, self.schema.n_features)), np.empty(0)
+        parts = [self.ds.rows(a, min(hi, a + BLOCK_ROWS)) for a in range(lo, hi, BLOCK_ROWS)]
+        X = np.asarray(parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts]), dtype=np.float64)
+        y = np.asarray(parts[0][1] if len(parts) == 1 else np.concatenate([v for _, v in parts]), dtype=np.float64)
+        if check:
+            _check_matrix(X, self.schema, f"channel {self.name}", first_row=lo)
+            if not np.isfinite(y).all():
+                raise DataError(f"channel {self.name}: the label has missing or non-finite values")
+        return X, y
+
+    def blocks(self, check: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(lo, X, y) of this host's rows of every global block in order, possibly none: every host sees every
+        block, so that collective calls made per block line up."""
+        for g in range(self.n_blocks):
+            lo, hi = self.local(g)
+            yield (lo, *self.read(lo, hi, check))
+
+
+def _shuffled(
+    rows: _Rows, rng: np.random.Generator, mini_batch_size: int, label: tuple[float, float]
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, int]]]]:
+    """One epoch's mini-batches, a buffer at a time: (X, t, [(rows of X, global batch size), ...]).
+
+    The global row blocks are visited in a seeded random order, _SHUFFLE_BLOCKS at a time; the rows of those
+    blocks are permuted together and cut into mini-batches (a block is whole mini-batches, so only the buffer
+    holding the last, shorter block has a short batch). Every host draws the same permutations over global rows
+    and keeps its own rows of each batch: a batch is the same set of global rows however they are split.
+    """
+    yc, ys = label
+    order = rng.permutation(rows.n_blocks)
+    for first in range(0, rows.n_blocks, _SHUFFLE_BLOCKS):
+        parts, where, held = [], [], 0
+        for g in order[first : first + _SHUFFLE_BLOCKS]:
+            start, stop = int(g) * rows.block, min(rows.n, (int(g) + 1) * rows.block)
+            lo, hi = rows.local(int(g))
+            mine = np.full(stop - start, -1, dtype=np.intp)  # buffer position -> row of X (-1: another host's)
+            if hi > lo:
+                parts.append(rows.read(lo, hi, check=False))
+                at = rows.offset + lo - start
+                mine[at : at + hi - lo] = np.arange(held, held + hi - lo)
+                held += hi - lo
+            where.append(mine)
+        positions = np.concatenate(where)
+        X = np.concatenate([x for x, _ in parts]) if parts else np.empty((0, rows.schema.n_features))
+        y = np.concatenate([v for _, v in parts]) if parts else np.empty(0)
+        del parts
+        perm = rng.permutation(len(positions))
+        batches = []
+        for start in range(0, len(perm), mini_batch_size):
+            pos = positions[perm[start : start + mini_batch_size]]
+            batches.append((pos[pos >= 0], len(pos)))
+        yield X, (y - yc) / ys, batches
+
+
+def _sufficient_statistics(
+    rows: _Rows,
+    design: _Design,
+    grid: FixedGrid,
+    label: tuple[float, float],
+    t_top: float,
+    comm: Collective,
+) -> tuple[np.ndarray, np.ndarray]:
+    """[Z 1]'[Z 1] and [Z 1]'t over every host's rows, exactly (the fixed grid of [Z 1]'s columns, t's from its
+    largest magnitude), summed block by block in int64: independent of how the rows are split or ordered."""
+    yc, ys = label
+    p1 = design.p + 1
+    t_grid = FixedGrid(comm, np.array([t_top]), rows.n)
+    if grid.exponent is None or t_grid.exponent is None:  # not finite: the caller reports the divergence
+        gram, zt = np.zeros((p1, p1)), np.zeros(p1)
+        for _, X, y in rows.blocks(check=False):
+            A = design.scaled(X)
+            gram += A.T @ A
+            zt += A.T @ ((y - yc) / ys)
+        return comm.allreduce(gram), comm.allreduce(zt)
+    g_total = np.zeros((3, p1, p1), dtype=np.int64)
+    t_total = np.zeros((3, p1, 1), dtype=np.int64)
+    for _, X, y in rows.blocks(check=False):
+        if len(y):
+            A = design.scaled(X)
+            g_total += grid.local_gram(A)
+            t_total += grid.local_tdot(A, *t_grid.split(((y - yc) / ys)[:, None]))
+    gram = grid.combine(comm.allreduce(g_total), grid.exponent, grid.exponent)
+    zt = grid.combine(comm.allreduce(t_total), grid.exponent, t_grid.exponent)[:, 0]
+    return gram, zt
+
+
+def _ridge(gram: np.ndarray, zt: np.ndarray, active: np.ndarray, s: Any) -> tuple[np.ndarray, float]:
+    """The ridge start from the mean sufficient statistics [Z 1]'[Z 1]/n and [Z 1]'t/n. Z is centred by the
+    scaler (on a sample), so taking the remaining column means out of the uncentred sums loses nothing."""
+    p = len(active)
+    w: np.ndarray = np.zeros(p)
+    a = np.flatnonzero(active)
+    means, t_mean = gram[a, p], zt[p]
+    if len(a):
+        if s.use_bias:
+            cov, rhs = gram[np.ix_(a, a)] - np.outer(means, means), zt[a] - means * t_mean
+        else:
+            cov, rhs = gram[np.ix_(a, a)], zt[a]
+        w[a] = np.linalg.lstsq(cov + s.wd * np.eye(len(a)), rhs, rcond=None)[0]
+    return w, (float(t_mean - means @ w[a]) if s.use_bias else 0.0)
+
+
 def _scaler(Z: np.ndarray, centre: bool, normalise: bool, comm: Collective = SINGLE) -> tuple[np.ndarray, np.ndarray]:
     """Per-column centre and scale. Without centring, scale to unit root-mean-square instead of unit deviation."""
     p = Z.shape[1]
@@ -531,10 +774,6 @@ def _scaler(Z: np.ndarray, centre: bool, normalise: bool, comm: Collective = SIN
 def _column_sums(M: np.ndarray, comm: Collective, rows: int) -> np.ndarray:
     """Column sums over every host's rows, independent of how rows are split (Collective.column_sums)."""
     return comm.column_sums(M, rows)
-
-
-def _mean_loss(r: np.ndarray, s: _Settings, comm: Collective, n: int) -> float:
-    return float(_column_sums(_row_loss(r, s.loss, s.huber_delta)[:, None], comm, n)[0] / n)
 
 
 def _initial_weights(
@@ -566,20 +805,10 @@ def _initial_weights(
         kernel = A @ A.T / n + s.wd * np.eye(len(t))
         w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
     elif d:
-        # Sufficient statistics [Z 1]'[Z 1] and [Z 1]'t in one exact pass over every host's rows. Z is centred by
-        # the scaler (on a sample), so taking the remaining column means out of the uncentred sums loses nothing.
+        # Sufficient statistics [Z 1]'[Z 1] and [Z 1]'t in one exact pass over every host's rows.
         if design is None:
             design = ExactProducts(comm, np.hstack([Z, np.ones((len(Z), 1))]), n)
-        gram, zt = design.gram() / n, design.tdot(t[:, None])[:, 0] / n
-        a = np.flatnonzero(active)
-        means, t_mean = gram[a, p], zt[p]
-        if s.use_bias:
-            cov, rhs = gram[np.ix_(a, a)] - np.outer(means, means), zt[a] - means * t_mean
-        else:
-            cov, rhs = gram[np.ix_(a, a)], zt[a]
-        w[active] = np.linalg.lstsq(cov + s.wd * np.eye(d), rhs, rcond=None)[0]
-        if s.use_bias:
-            return w, float(t_mean - means @ w[a])
+        return _ridge(design.gram() / n, design.tdot(t[:, None])[:, 0] / n, active, s)
     w = np.where(active, w, 0.0)
     b = float(_column_sums((t - Z @ w)[:, None], comm, n)[0] / n) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b
@@ -592,18 +821,16 @@ class _Trainer:
     whose step crosses zero stops at zero, so weights reach exactly 0.
     """
 
-    def __init__(self, s: _Settings, active: np.ndarray, design: ExactProducts):
-        self.s, self.active, self.design = s, active, design  # design: [Z, 1], for exact gradient sums
+    def __init__(self, s: _Settings, active: np.ndarray, grid: FixedGrid):
+        self.s, self.active, self.grid = s, active, grid  # grid: [Z 1]'s, for exact gradient sums over hosts
         p = len(active)
         self.m, self.v, self.mb, self.vb, self.t = np.zeros(p), np.zeros(p), 0.0, 0.0, 0
 
-    def step(
-        self, idx: np.ndarray, Zb: np.ndarray, tb: np.ndarray, w: np.ndarray, b: float, size: int
-    ) -> tuple[np.ndarray, float]:
-        """One step on a mini-batch of ``size`` rows over all hosts, of which rows ``idx`` are this host's."""
+    def step(self, A: np.ndarray, tb: np.ndarray, w: np.ndarray, b: float, size: int) -> tuple[np.ndarray, float]:
+        """One step on a mini-batch of ``size`` rows over all hosts, of which this host's are ``A`` ([Z 1])."""
         s = self.s
-        g_row = _loss_grad(Zb @ w + b - tb, s.loss, s.huber_delta)
-        summed = self.design.tdot(g_row[:, None], idx)[:, 0] / size  # Z'g and sum(g), over every host
+        g_row = _loss_grad(A[:, :-1] @ w + b - tb, s.loss, s.huber_delta)
+        summed = self.grid.tdot(A, g_row[:, None])[:, 0] / size  # Z'g and sum(g), over every host
         g = summed[:-1] + s.wd * w
         gb = float(summed[-1]) if s.use_bias else 0.0
         if s.l1 > 0:
