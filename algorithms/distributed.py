@@ -251,27 +251,32 @@ class FixedGrid:
         assert self.exponent is not None
         return _split(A, self.exponent, self.bits)
 
-    def local_gram(self, A: np.ndarray) -> np.ndarray:
-        """This host's integer parts of A'A, int64 (3, p, p): add them over row blocks and hosts, then ``combine``."""
+    def local_products(self, A: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This host's integer parts of A'A, int64 (3, p, p), and of A'B, B already split (``hb``, ``lb``) on its
+        own grid: add them over row blocks and hosts, then ``combine``. A is split once for both."""
         p = A.shape[1]
-        total = np.zeros((3, p, p), dtype=np.int64)
+        gram = np.zeros((3, p, p), dtype=np.int64)
+        tdot = np.zeros((3, p, hb.shape[1]), dtype=np.int64)
         for start in range(0, len(A), self.chunk):
-            h, lo = self.split(A[start : start + self.chunk])
+            r = slice(start, start + self.chunk)
+            h, lo = self.split(A[r])
             cross = (h.T @ lo).astype(np.int64)
-            total[0] += (h.T @ h).astype(np.int64)
-            total[1] += cross + cross.T
-            total[2] += (lo.T @ lo).astype(np.int64)
-        return total
+            gram[0] += (h.T @ h).astype(np.int64)
+            gram[1] += cross + cross.T
+            gram[2] += (lo.T @ lo).astype(np.int64)
+            tdot += self._tdot_parts(h, lo, hb[r], lb[r])
+        return gram, tdot
+
+    @staticmethod
+    def _tdot_parts(h: np.ndarray, lo: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> np.ndarray:
+        return np.stack([h.T @ hb, h.T @ lb + lo.T @ hb, lo.T @ lb]).astype(np.int64)
 
     def local_tdot(self, A: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> np.ndarray:
         """This host's integer parts of A'B, B already split (``hb``, ``lb``) on its own grid."""
         total = np.zeros((3, A.shape[1], hb.shape[1]), dtype=np.int64)
         for start in range(0, len(A), self.chunk):
             r = slice(start, start + self.chunk)
-            h, lo = self.split(A[r])
-            total[0] += (h.T @ hb[r]).astype(np.int64)
-            total[1] += (h.T @ lb[r] + lo.T @ hb[r]).astype(np.int64)
-            total[2] += (lo.T @ lb[r]).astype(np.int64)
+            total += self._tdot_parts(*self.split(A[r]), hb[r], lb[r])
         return total
 
     def combine(self, total: np.ndarray, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
@@ -305,15 +310,16 @@ class BlockSums:
         self._exact = [Fraction(0)] * width
         self._inexact: np.ndarray | None = None
 
-    def add(self, M: np.ndarray) -> None:
-        M = np.asarray(M, dtype=np.float64).reshape(len(M), self.width)
-        top = self.comm.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(self.width), "max")
+    def add(self, columns: Sequence[np.ndarray]) -> None:
+        """Add this host's rows of the next global block: ``width`` equal-length columns."""
+        M = np.asarray(columns, dtype=np.float64).reshape(self.width, -1)  # one row per column: long inner loops
+        top = self.comm.allreduce(np.abs(M).max(axis=1) if M.shape[1] else np.zeros(self.width), "max")
         if not np.isfinite(top).all() or self._inexact is not None:
-            found = self.comm.allreduce(M.sum(axis=0))
+            found = self.comm.allreduce(M.sum(axis=1))
             self._inexact = found if self._inexact is None else self._inexact + found
             return
         exponent = np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits
-        high, low = _split(M, exponent, self.bits)
+        high, low = _split(M.T, exponent, self.bits)
         total = self.comm.allreduce(np.stack([high.sum(axis=0), low.sum(axis=0)]).astype(np.int64))
         for c in range(self.width):
             value = (int(total[0, c]) << self.bits) + int(total[1, c])
@@ -331,10 +337,14 @@ def _grid_bits(rows: int) -> int:
 
 def _split(A: np.ndarray, exponent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Integers (as floats) H, L with A ~ (H + L 2^-bits) 2^exponent per column, |H|, |L| <= 2^bits."""
-    # Multiplying by a power of two is exact (ldexp is much slower).
+    # Multiplying by a power of two is exact (ldexp is much slower). In place: no temporaries.
     down, up = np.ldexp(1.0, -exponent), np.ldexp(1.0, exponent)
-    high = np.rint(A * down)
-    low = np.rint((A - high * up) * (down * 2.0**bits))  # the remainder is exact
+    high = np.multiply(A, down)
+    np.rint(high, out=high)
+    low = np.multiply(high, up)
+    np.subtract(A, low, out=low)  # the remainder is exact
+    low *= down * 2.0**bits
+    np.rint(low, out=low)
     return high, low
 
 
