@@ -114,7 +114,8 @@ class Collective:
         The grid of :class:`ExactProducts`: each value is two integers of at most ``bits`` bits, whose float64
         sums stay below 2^53 and are therefore exact in any order; the integers are all-reduced as int64.
         """
-        M = np.asarray(M, dtype=np.float64).reshape(len(M), -1)
+        M = np.asarray(M, dtype=np.float64)
+        M = M if M.ndim == 2 else M.reshape(len(M), -1)
         bits = _grid_bits(rows)
         top = self.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
         if not np.isfinite(top).all():  # diverged: the caller reports it
@@ -285,8 +286,9 @@ class FixedGrid:
         return exact * np.ldexp(1.0, ea[:, None] + eb[None, :])
 
     def tdot(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        """A'B over every host (each passes its own rows of A and B; every host calls it)."""
-        B = np.asarray(B, dtype=np.float64).reshape(len(B), -1)
+        """A'B over every host (each passes its own rows of A and B, possibly none; every host calls it)."""
+        B = np.asarray(B, dtype=np.float64)
+        B = B if B.ndim == 2 else B.reshape(len(B), -1)
         top = self.comm.allreduce(np.abs(B).max(axis=0) if len(B) else np.zeros(B.shape[1]), "max")
         if self.exponent is None or not np.isfinite(top).all():  # not finite: the caller reports it
             return self.comm.allreduce(A.T @ B)
@@ -312,7 +314,8 @@ class BlockSums:
 
     def add(self, columns: Sequence[np.ndarray]) -> None:
         """Add this host's rows of the next global block: ``width`` equal-length columns."""
-        M = np.asarray(columns, dtype=np.float64).reshape(self.width, -1)  # one row per column: long inner loops
+        M = np.asarray(columns, dtype=np.float64)  # one row per column: long inner loops
+        M = M if M.ndim == 2 else M.reshape(self.width, -1)
         top = self.comm.allreduce(np.abs(M).max(axis=1) if M.shape[1] else np.zeros(self.width), "max")
         if not np.isfinite(top).all() or self._inexact is not None:
             found = self.comm.allreduce(M.sum(axis=1))
