@@ -740,29 +740,36 @@ def _shuffled(
     and keeps its own rows of each batch: a batch is the same set of global rows however they are split.
     """
     yc, ys = label
+    # One buffer for the whole epoch, filled block by block: the yielded X and t are views of it, overwritten by
+    # the next buffer (the caller is done with them by then).
+    size = min(rows.n_local, _SHUFFLE_BLOCKS * rows.block)
+    X_buffer, t_buffer = np.empty((size, rows.schema.n_features)), np.empty(size)
     order = rng.permutation(rows.n_blocks)
     for first in range(0, rows.n_blocks, _SHUFFLE_BLOCKS):
-        parts, where, held = [], [], 0
+        where, held = [], 0
         for g in order[first : first + _SHUFFLE_BLOCKS]:
             start, stop = int(g) * rows.block, min(rows.n, (int(g) + 1) * rows.block)
             lo, hi = rows.local(int(g))
             mine = np.full(stop - start, -1, dtype=np.intp)  # buffer position -> row of X (-1: another host's)
             if hi > lo:
-                parts.append(rows.read(lo, hi, check=False))
+                X, y = rows.read(lo, hi, check=False)
+                X_buffer[held : held + hi - lo] = X
+                np.subtract(y, yc, out=t_buffer[held : held + hi - lo])
                 at = rows.offset + lo - start
                 mine[at : at + hi - lo] = np.arange(held, held + hi - lo)
                 held += hi - lo
+                del X, y
             where.append(mine)
         positions = np.concatenate(where)
-        X = np.concatenate([x for x, _ in parts]) if parts else np.empty((0, rows.schema.n_features))
-        y = np.concatenate([v for _, v in parts]) if parts else np.empty(0)
-        del parts
+        del where
+        t_buffer[:held] /= ys
         perm = rng.permutation(len(positions))
         batches = []
         for start in range(0, len(perm), mini_batch_size):
             pos = positions[perm[start : start + mini_batch_size]]
             batches.append((pos[pos >= 0], len(pos)))
-        yield X, (y - yc) / ys, batches
+        del positions, perm
+        yield X_buffer[:held], t_buffer[:held], batches
 
 
 def _statistics(
