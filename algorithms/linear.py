@@ -63,8 +63,9 @@ FORMAT = "sagemaker-byoc-linear-regressor"
 FORMAT_VERSION = 1
 _NO_CONTEXT = TrainingContext()  # one host
 _SEED = 0  # LL has no seed hyperparameter; a fixed one makes every run reproducible
-_SHUFFLE_BLOCKS = 4  # an epoch shuffles the rows of this many (randomly chosen) row blocks together
-_BLOCK_BYTES = 32 << 20  # at most about this many bytes of features per row block (very wide rows: fewer rows)
+_PIECE_ROWS = 4096  # about this many rows (whole mini-batches) per piece, the unit an epoch shuffles
+_SHUFFLE_ROWS = 1 << 18  # an epoch permutes the rows of this many rows' worth of random pieces together
+_BUFFER_BYTES = 32 << 20  # at most about this many bytes of features in that buffer (very wide rows: fewer rows)
 _CHUNK_ROWS = 4096  # rows of the design built at a time within a block (cache-sized; 2x faster than whole blocks)
 
 
@@ -434,7 +435,7 @@ class LinearRegressor(Algorithm):
         # Several hosts: every statistic below is a sum over all hosts' rows, row i of host r being global row
         # offset+i, so N hosts fit the model one host fits on the rows concatenated in rank order. Rows are read a
         # block at a time (Dataset.rows): memory does not grow with the rows.
-        block = _block_rows(s.mini_batch_size, self.schema.n_features)
+        block = _piece_rows(s.mini_batch_size)
         tr = _Rows(train, comm, block, self.schema)
         n, offset, n_local = tr.n, tr.offset, tr.n_local
         if n == 0:
@@ -451,7 +452,7 @@ class LinearRegressor(Algorithm):
         if n > s.num_point_for_scaler:
             sample = _local_rows(np.sort(rng.choice(n, s.num_point_for_scaler, replace=False)), offset, n_local)
         picked: list[tuple[np.ndarray, np.ndarray]] = []
-        y_sum = BlockSums(comm, 1, block)
+        y_sum = BlockSums(comm, 1, tr.span)
         ranges = _RawRanges(columns)
         first_row = None
         for lo, X, y in tr.blocks():
@@ -499,11 +500,11 @@ class LinearRegressor(Algorithm):
         n_val = int(comm.allreduce([len(validation) if validation is not None else 0])[0])
         if n_val:
             val = _Rows(validation, comm, block, self.schema)
-            v_sum = BlockSums(comm, 1, block)
+            v_sum = BlockSums(comm, 1, tr.span)
             for _, _, yv in val.blocks():
                 v_sum.add([yv])
             v_mean = float(v_sum.result()[0]) / n_val
-            v_ss = BlockSums(comm, 1, block)
+            v_ss = BlockSums(comm, 1, tr.span)
             for _, _, yv in val.blocks(check=False):
                 v_ss.add([(yv - v_mean) ** 2])
             v_var = float(v_ss.result()[0]) / n_val
@@ -529,7 +530,7 @@ class LinearRegressor(Algorithm):
 
         def measure(rows: _Rows, variance: float, w: np.ndarray, b: float) -> tuple[float, dict[str, float]]:
             """Mean loss (normalised units) and metrics (label units) over every host's rows of a channel."""
-            sums = BlockSums(comm, 3, block)
+            sums = BlockSums(comm, 3, rows.span)
             for _, X, y in rows.blocks(check=False):
                 pt = design.predict(X, w, b)
                 err = (yc + ysc * pt) - y
@@ -676,20 +677,20 @@ def _local_rows(global_rows: np.ndarray, offset: int, n_local: int) -> np.ndarra
     return global_rows[mine] - offset
 
 
-def _block_rows(mini_batch_size: int, n_features: int) -> int:
-    """Rows per global row block: whole mini-batches (at least one), about BLOCK_ROWS rows, fewer for very wide
-    rows. The same on every host: a block is a range of global row numbers."""
-    rows = min(BLOCK_ROWS, max(1, _BLOCK_BYTES // (8 * max(n_features, 1))))
-    return max(1, rows // mini_batch_size) * mini_batch_size
+def _piece_rows(mini_batch_size: int) -> int:
+    """Rows per piece: whole mini-batches (at least one), about _PIECE_ROWS rows. The same on every host: piece g
+    is global rows [g * piece, (g + 1) * piece)."""
+    return max(1, _PIECE_ROWS // mini_batch_size) * mini_batch_size
 
 
 class _Rows:
-    """This host's rows of a channel, read a block at a time, within the global row numbering: host rank r holds
-    global rows [offset, offset + n_local) (the hosts' rows concatenated in rank order); global block g is rows
-    [g * block, (g + 1) * block)."""
+    """This host's rows of a channel within the global row numbering: host rank r holds global rows
+    [offset, offset + n_local) (the hosts' rows concatenated in rank order). Passes over the rows go by spans of
+    whole pieces (about BLOCK_ROWS rows): span g is global rows [g * span, (g + 1) * span)."""
 
-    def __init__(self, ds: Dataset | None, comm: Collective, block: int, schema: Schema):
-        self.ds, self.schema, self.block = ds, schema, block
+    def __init__(self, ds: Dataset | None, comm: Collective, piece: int, schema: Schema):
+        self.ds, self.schema, self.piece = ds, schema, piece
+        self.span = piece * max(1, BLOCK_ROWS // piece)
         self.name = ds.name if ds is not None else ""
         self.n_local = len(ds) if ds is not None else 0
         if ds is not None and ds.n_features != schema.n_features:
@@ -699,13 +700,11 @@ class _Rows:
             )
         counts = comm.counts(self.n_local)
         self.n, self.offset = int(counts.sum()), int(counts[: comm.rank].sum())
-        self.n_blocks = -(-self.n // block)
 
-    def local(self, g: int) -> tuple[int, int]:
-        """This host's rows [lo, hi) (local numbers) of global block g; empty when it holds none of them."""
-        start, stop = g * self.block, min(self.n, (g + 1) * self.block)
+    def local(self, start: int, stop: int) -> tuple[int, int]:
+        """This host's rows [lo, hi) (local numbers) of global rows [start, stop); empty when it holds none."""
         lo = max(start, self.offset) - self.offset
-        hi = min(stop, self.offset + self.n_local) - self.offset
+        hi = min(stop, self.n, self.offset + self.n_local) - self.offset
         return lo, max(lo, hi)
 
     def read(self, lo: int, hi: int, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -722,10 +721,10 @@ class _Rows:
         return X, y
 
     def blocks(self, check: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(lo, X, y) of this host's rows of every global block in order, possibly none: every host sees every
-        block, so that collective calls made per block line up."""
-        for g in range(self.n_blocks):
-            lo, hi = self.local(g)
+        """(lo, X, y) of this host's rows of every span in order, possibly none: every host sees every span, so
+        that collective calls made per span line up."""
+        for start in range(0, self.n, self.span):
+            lo, hi = self.local(start, start + self.span)
             yield (lo, *self.read(lo, hi, check))
 
 
@@ -734,22 +733,26 @@ def _shuffled(
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, int]]]]:
     """One epoch's mini-batches, a buffer at a time: (X, t, [(rows of X, global batch size), ...]).
 
-    The global row blocks are visited in a seeded random order, _SHUFFLE_BLOCKS at a time; the rows of those
-    blocks are permuted together and cut into mini-batches (a block is whole mini-batches, so only the buffer
-    holding the last, shorter block has a short batch). Every host draws the same permutations over global rows
-    and keeps its own rows of each batch: a batch is the same set of global rows however they are split.
+    The global pieces (whole mini-batches, about _PIECE_ROWS rows) are visited in a seeded random order, about
+    _SHUFFLE_ROWS rows' worth at a time; the rows of those pieces are permuted together and cut into mini-batches
+    (only the buffer holding the last, shorter piece has a short batch). So a mini-batch mixes rows from ~64 places
+    of the channel. Every host draws the same permutations over global rows and keeps its own rows of each batch:
+    a batch is the same set of global rows however they are split.
     """
     yc, ys = label
-    # One buffer for the whole epoch, filled block by block: the yielded X and t are views of it, overwritten by
+    piece, n_features = rows.piece, rows.schema.n_features
+    per_buffer = max(1, min(_SHUFFLE_ROWS, _BUFFER_BYTES // (8 * n_features)) // piece)
+    n_pieces = -(-rows.n // piece)
+    # One buffer for the whole epoch, filled piece by piece: the yielded X and t are views of it, overwritten by
     # the next buffer (the caller is done with them by then).
-    size = min(rows.n_local, _SHUFFLE_BLOCKS * rows.block)
-    X_buffer, t_buffer = np.empty((size, rows.schema.n_features)), np.empty(size)
-    order = rng.permutation(rows.n_blocks)
-    for first in range(0, rows.n_blocks, _SHUFFLE_BLOCKS):
+    size = min(rows.n_local, per_buffer * piece)
+    X_buffer, t_buffer = np.empty((size, n_features)), np.empty(size)
+    order = rng.permutation(n_pieces)
+    for first in range(0, n_pieces, per_buffer):
         where, held = [], 0
-        for g in order[first : first + _SHUFFLE_BLOCKS]:
-            start, stop = int(g) * rows.block, min(rows.n, (int(g) + 1) * rows.block)
-            lo, hi = rows.local(int(g))
+        for g in order[first : first + per_buffer]:
+            start, stop = int(g) * piece, min(rows.n, (int(g) + 1) * piece)
+            lo, hi = rows.local(start, stop)
             mine = np.full(stop - start, -1, dtype=np.intp)  # buffer position -> row of X (-1: another host's)
             if hi > lo:
                 X, y = rows.read(lo, hi, check=False)
@@ -791,7 +794,7 @@ def _statistics(
     exact = grid.exponent is not None and t_grid.exponent is not None  # else not finite: the caller reports it
     g_total = np.zeros((3, p1, p1), dtype=np.int64) if exact else np.zeros((p1, p1))
     t_total = np.zeros((3, p1, 1), dtype=np.int64) if exact else np.zeros((p1, 1))
-    ssy = BlockSums(comm, 1, rows.block)
+    ssy = BlockSums(comm, 1, rows.span)
     for _, X, y in rows.blocks(check=False):
         ssy.add([(y - y_mean) ** 2])
         if not products or not len(y):

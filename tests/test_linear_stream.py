@@ -165,9 +165,11 @@ SETTINGS = {
 @pytest.mark.parametrize("setting", SETTINGS)
 @pytest.mark.parametrize("cuts", [[0, 7001, 30000], [0, 9999, 10000, 30000], [0, 1, 20001, 30000]])
 def test_hosts_fit_the_one_host_model_however_rows_are_split(monkeypatch, setting, cuts):
-    # Small blocks, so that 30,000 rows are 15 blocks of 2,000 rows (four shuffle buffers) and host boundaries
-    # fall inside blocks and inside mini-batches.
+    # Small pieces, so that 30,000 rows are 30 pieces of 1,000 rows (four shuffle buffers of 8 pieces, spans of
+    # 2,000 rows) and host boundaries fall inside pieces, spans and mini-batches.
     monkeypatch.setattr(linear, "BLOCK_ROWS", 2048)
+    monkeypatch.setattr(linear, "_PIECE_ROWS", 1000)
+    monkeypatch.setattr(linear, "_SHUFFLE_ROWS", 8000)
     X, y = synthetic(30000)
     Xv, yv = synthetic(3000, seed=1)
     train, validation = Dataset("train", X, y), Dataset("validation", Xv, yv)
@@ -184,15 +186,16 @@ def test_hosts_fit_the_one_host_model_however_rows_are_split(monkeypatch, settin
             assert got == pytest.approx(want, rel=1e-12)
 
 
-def test_the_epoch_visits_every_row_once_in_mini_batches_of_global_rows():
+def test_the_epoch_visits_every_row_once_in_mini_batches_of_global_rows(monkeypatch):
     """_shuffled over hosts: each batch is a set of global rows; together the hosts see every row once per epoch."""
-    n, block, mbs = 10000, 1200, 300
+    monkeypatch.setattr(linear, "_SHUFFLE_ROWS", 3600)  # 9 pieces of 1,200 rows (the last 400): 3 buffers
+    n, piece, mbs = 10000, 1200, 300
     seen = []
     for offset, n_local in ((0, 3333), (3333, 4000), (7333, 2667)):
         part = np.arange(offset, offset + n_local, dtype=np.float64)[:, None] * np.ones((1, 5))
         rows = linear._Rows.__new__(linear._Rows)
-        rows.ds, rows.schema, rows.block, rows.name = Dataset("t", part, part[:, 0]), SCHEMA, block, "t"
-        rows.n_local, rows.n, rows.offset, rows.n_blocks = n_local, n, offset, -(-n // block)
+        rows.ds, rows.schema, rows.piece, rows.name = Dataset("t", part, part[:, 0]), SCHEMA, piece, "t"
+        rows.n_local, rows.n, rows.offset = n_local, n, offset
         batches = []
         for Xb, _, cut in linear._shuffled(rows, np.random.default_rng(5), mbs, (0.0, 1.0)):
             batches += [(Xb[r, 0].astype(int).tolist(), size) for r, size in cut]
