@@ -258,8 +258,11 @@ class FixedGrid:
         p = A.shape[1]
         gram = np.zeros((3, p, p), dtype=np.int64)
         tdot = np.zeros((3, p, hb.shape[1]), dtype=np.int64)
-        for start in range(0, len(A), self.chunk):
-            r = slice(start, start + self.chunk)
+        # Products small enough that OpenBLAS runs them on one thread (rows * p^2 below ~2^18): on a busy machine
+        # its threads made these products 5-20x slower.
+        rows = max(256, min(self.chunk, (1 << 18) // max(p * p, 1)))
+        for start in range(0, len(A), rows):
+            r = slice(start, start + rows)
             h, lo = self.split(A[r])
             cross = (h.T @ lo).astype(np.int64)
             gram[0] += (h.T @ h).astype(np.int64)
