@@ -15,25 +15,30 @@ Training, in the Linear Learner way:
   are kept. Iteration 0 is the initial weights.
 
 Memory does not grow with the rows: training reads the channels only through ``Dataset.rows`` (never ``X`` or
-``y`` whole), a row block at a time. Every statistic is computed block by block: a pass for the checks, the
-scaler's sample, each column's range and the label's mean; a pass for the ridge start's sufficient statistics and
-the label's variance; then, per epoch, a pass of mini-batch steps and a pass for the metrics and the monitored
-loss (and one over the validation channel). What stays in memory besides a few blocks: the scaler's sample
-(``num_point_for_scaler`` rows) and, while it is drawn, numpy's sampling of ``num_point_for_scaler`` of ``n`` row
-numbers (a permutation of all ``n`` row numbers, 8 bytes per row, when ``n`` <= 50 * ``num_point_for_scaler``;
-O(``num_point_for_scaler``) above).
+``y`` whole), at most ``BLOCK_ROWS`` rows per call, and computes every statistic span by span (a span: about
+``BLOCK_ROWS`` consecutive rows). Passes over the training rows: one for the checks, the scaler's sample, each
+column's range and the label's mean; one for the ridge start's sufficient statistics and the label's variance;
+one for the iteration-0 metrics; then, per epoch, one of mini-batch steps and one for the metrics and the
+monitored loss. The validation channel: two passes (checks and mean; variance), then one per evaluation. What
+stays in memory besides a span and the shuffle buffer (below; at most ~32 MiB of features): the scaler's sample
+(``num_point_for_scaler`` rows) and, while it is drawn, numpy's choice of ``num_point_for_scaler`` of the ``n``
+row numbers, which permutes all ``n`` (8 bytes per row, freed at once) when ``n`` <= 50 * ``num_point_for_scaler``
+(500,000 rows by default) and takes O(``num_point_for_scaler``) above. No other array has a row's worth per row.
 
-Mini-batches: rows are numbered globally and cut into blocks of whole mini-batches (about 65,536 rows). Each epoch
-visits the blocks in a seeded random order, ``_SHUFFLE_BLOCKS`` (4) at a time, permutes the rows of those blocks
-together and cuts them into mini-batches; so each mini-batch is drawn from a buffer of about 260,000 rows, not from
-all rows (Linear Learner also shuffles within a buffer). On data that fits in one buffer this is a full shuffle.
+Mini-batches (changed from a permutation of all rows, which needs them all in memory): the rows, numbered
+globally, are cut into pieces of whole mini-batches (``_PIECE_ROWS``: about 4,096 rows; one mini-batch when it is
+larger). Each epoch visits the pieces in a seeded random order, about ``_SHUFFLE_ROWS`` (262,144) rows' worth at a
+time (~64 pieces), permutes the rows of those pieces together and cuts them into mini-batches. So each
+mini-batch mixes rows from ~64 random places of the channel rather than from all rows (Linear Learner also
+shuffles within a buffer); on data that fits in one buffer this is a full shuffle. Every epoch has the same
+number of steps as before and one short mini-batch at most.
 
 Several hosts (algorithms.distributed) fit the same model as one host on all their rows: every statistic (imputation
 means, scaler, ridge sufficient statistics, each mini-batch gradient, the metrics and the monitored loss) is a sum
 over all hosts' rows, computed exactly (fixed-point grids: distributed.FixedGrid, BlockSums) so that neither the
 split of rows among hosts nor their order changes a bit. Row i of rank r is global row offset_r + i for the scaler
-sample, the row blocks and the epoch permutations; every host draws the same permutations and keeps its own rows
-of each mini-batch.
+sample, the spans, the pieces and the epoch permutations; every host draws the same permutations and keeps its own
+rows of each mini-batch.
 
 The model file ``linear-model.json`` is a plain JSON document whose coefficients are in the original feature
 units, so a prediction is ``intercept + sum(coefficient * column)``; the scaler is recorded for information.
