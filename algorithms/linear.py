@@ -505,11 +505,11 @@ class LinearRegressor(Algorithm):
         n_val = int(comm.allreduce([len(validation) if validation is not None else 0])[0])
         if n_val:
             val = _Rows(validation, comm, block, self.schema)
-            v_sum = BlockSums(comm, 1, tr.span)
+            v_sum = BlockSums(comm, 1, val.span)
             for _, _, yv in val.blocks():
                 v_sum.add([yv])
             v_mean = float(v_sum.result()[0]) / n_val
-            v_ss = BlockSums(comm, 1, tr.span)
+            v_ss = BlockSums(comm, 1, val.span)
             for _, _, yv in val.blocks(check=False):
                 v_ss.add([(yv - v_mean) ** 2])
             v_var = float(v_ss.result()[0]) / n_val
@@ -867,7 +867,8 @@ def _initial_weights(
     n: int | None = None,
     design: ExactProducts | None = None,
 ) -> tuple[np.ndarray, float]:
-    """``design``: the exact-sum preparation of [Z, 1] (the trainer's), reused for the sufficient statistics."""
+    """The initial weights from rows in memory (fit streams its rows and uses this for the uniform and normal
+    draws and for wide data on one host). ``design``: an exact-sum preparation of [Z, 1] to reuse, if any."""
     p = Z.shape[1]
     n = len(t) if n is None else n  # every host's rows together
     w: np.ndarray = np.zeros(p)
