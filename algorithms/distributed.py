@@ -114,8 +114,7 @@ class Collective:
         The grid of :class:`ExactProducts`: each value is two integers of at most ``bits`` bits, whose float64
         sums stay below 2^53 and are therefore exact in any order; the integers are all-reduced as int64.
         """
-        M = np.asarray(M, dtype=np.float64)
-        M = M if M.ndim == 2 else M.reshape(len(M), -1)
+        M = _as_rows(M)
         bits = _grid_bits(rows)
         top = self.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
         if not np.isfinite(top).all():  # diverged: the caller reports it
@@ -169,7 +168,7 @@ class ExactProducts:
 
     def __init__(self, comm: Collective, A: np.ndarray, rows: int):
         self.comm = comm
-        self.A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
+        self.A = _as_rows(A)
         self.bits = _grid_bits(rows)
         self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
         self.exponent = self._exponents(self.A)
@@ -213,7 +212,7 @@ class ExactProducts:
 
     def tdot(self, B: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
         """A[index]'B over every host; B holds the rows of A[index] (all of A without index)."""
-        B = np.asarray(B, dtype=np.float64).reshape(len(B), -1)
+        B = _as_rows(B)
         eb = self._exponents(B)
         exponent, high, low = self.exponent, self.high, self.low
         if exponent is None or high is None or low is None or eb is None:  # not finite: the caller reports it
@@ -290,8 +289,7 @@ class FixedGrid:
 
     def tdot(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         """A'B over every host (each passes its own rows of A and B, possibly none; every host calls it)."""
-        B = np.asarray(B, dtype=np.float64)
-        B = B if B.ndim == 2 else B.reshape(len(B), -1)
+        B = _as_rows(B)
         top = self.comm.allreduce(np.abs(B).max(axis=0) if len(B) else np.zeros(B.shape[1]), "max")
         if self.exponent is None or not np.isfinite(top).all():  # not finite: the caller reports it
             return self.comm.allreduce(A.T @ B)
@@ -334,6 +332,13 @@ class BlockSums:
     def result(self) -> np.ndarray:
         exact = np.array([float(v) for v in self._exact])
         return exact if self._inexact is None else exact + self._inexact
+
+
+def _as_rows(A: np.ndarray) -> np.ndarray:
+    """A float64 matrix, one row per row of A (a vector is one column); empty (0, k) arrays stay as they are
+    (reshape(0, -1) cannot infer k: a host holding none of the rows)."""
+    A = np.asarray(A, dtype=np.float64)
+    return A if A.ndim == 2 else A.reshape(len(A), -1)
 
 
 def _grid_bits(rows: int) -> int:
