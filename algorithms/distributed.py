@@ -31,6 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
@@ -113,7 +114,7 @@ class Collective:
         The grid of :class:`ExactProducts`: each value is two integers of at most ``bits`` bits, whose float64
         sums stay below 2^53 and are therefore exact in any order; the integers are all-reduced as int64.
         """
-        M = np.asarray(M, dtype=np.float64).reshape(len(M), -1)
+        M = _as_rows(M)
         bits = _grid_bits(rows)
         top = self.allreduce(np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1]), "max")
         if not np.isfinite(top).all():  # diverged: the caller reports it
@@ -167,7 +168,7 @@ class ExactProducts:
 
     def __init__(self, comm: Collective, A: np.ndarray, rows: int):
         self.comm = comm
-        self.A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
+        self.A = _as_rows(A)
         self.bits = _grid_bits(rows)
         self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
         self.exponent = self._exponents(self.A)
@@ -211,7 +212,7 @@ class ExactProducts:
 
     def tdot(self, B: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
         """A[index]'B over every host; B holds the rows of A[index] (all of A without index)."""
-        B = np.asarray(B, dtype=np.float64).reshape(len(B), -1)
+        B = _as_rows(B)
         eb = self._exponents(B)
         exponent, high, low = self.exponent, self.high, self.low
         if exponent is None or high is None or low is None or eb is None:  # not finite: the caller reports it
@@ -228,6 +229,118 @@ class ExactProducts:
         return self._combine(self.comm.allreduce(total), exponent, eb)
 
 
+class FixedGrid:
+    """Exact, order-independent sums of products A'B over every host's rows, A arriving a few rows at a time.
+
+    :class:`ExactProducts` prepares all of A at once; here the grid of A's columns is fixed in advance from their
+    largest magnitude over all rows and hosts (``top``), so any rows of A (a row block, a mini-batch) can be split
+    on their own and their integer products summed in int64, locally (``local_gram``, ``local_tdot``) or over hosts
+    (``tdot``). The results are bit for bit those of ExactProducts on the whole of A with the same ``rows``.
+    """
+
+    def __init__(self, comm: Collective, top: np.ndarray, rows: int):
+        self.comm = comm
+        self.bits = _grid_bits(rows)
+        self.chunk = min(1 << (53 - 2 * self.bits), 1 << 16)
+        top = np.asarray(top, dtype=np.float64)
+        self.exponent: np.ndarray | None = (
+            np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits if np.isfinite(top).all() else None
+        )
+
+    def split(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.exponent is not None
+        return _split(A, self.exponent, self.bits)
+
+    def local_products(self, A: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This host's integer parts of A'A, int64 (3, p, p), and of A'B, B already split (``hb``, ``lb``) on its
+        own grid: add them over row blocks and hosts, then ``combine``. A is split once for both."""
+        p = A.shape[1]
+        gram = np.zeros((3, p, p), dtype=np.int64)
+        tdot = np.zeros((3, p, hb.shape[1]), dtype=np.int64)
+        # Products small enough that OpenBLAS runs them on one thread (rows * p^2 below ~2^18): on a busy machine
+        # its threads made these products 5-20x slower.
+        rows = max(256, min(self.chunk, (1 << 18) // max(p * p, 1)))
+        for start in range(0, len(A), rows):
+            r = slice(start, start + rows)
+            h, lo = self.split(A[r])
+            cross = (h.T @ lo).astype(np.int64)
+            gram[0] += (h.T @ h).astype(np.int64)
+            gram[1] += cross + cross.T
+            gram[2] += (lo.T @ lo).astype(np.int64)
+            tdot += self._tdot_parts(h, lo, hb[r], lb[r])
+        return gram, tdot
+
+    @staticmethod
+    def _tdot_parts(h: np.ndarray, lo: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> np.ndarray:
+        return np.stack([h.T @ hb, h.T @ lb + lo.T @ hb, lo.T @ lb]).astype(np.int64)
+
+    def local_tdot(self, A: np.ndarray, hb: np.ndarray, lb: np.ndarray) -> np.ndarray:
+        """This host's integer parts of A'B, B already split (``hb``, ``lb``) on its own grid."""
+        total = np.zeros((3, A.shape[1], hb.shape[1]), dtype=np.int64)
+        for start in range(0, len(A), self.chunk):
+            r = slice(start, start + self.chunk)
+            total += self._tdot_parts(*self.split(A[r]), hb[r], lb[r])
+        return total
+
+    def combine(self, total: np.ndarray, ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+        scale = 2.0**-self.bits
+        exact = total[0] + total[1].astype(np.float64) * scale + total[2].astype(np.float64) * scale * scale
+        return exact * np.ldexp(1.0, ea[:, None] + eb[None, :])
+
+    def tdot(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """A'B over every host (each passes its own rows of A and B, possibly none; every host calls it)."""
+        B = _as_rows(B)
+        top = self.comm.allreduce(np.abs(B).max(axis=0) if len(B) else np.zeros(B.shape[1]), "max")
+        if self.exponent is None or not np.isfinite(top).all():  # not finite: the caller reports it
+            return self.comm.allreduce(A.T @ B)
+        eb = np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits
+        hb, lb = _split(B, eb, self.bits)
+        return self.combine(self.comm.allreduce(self.local_tdot(A, hb, lb)), self.exponent, eb)
+
+
+class BlockSums:
+    """Exact column sums over every host's rows, added one global row block at a time.
+
+    Every host adds the same global blocks in the same order, each with its own rows of the block (possibly none).
+    A block is summed as :meth:`Collective.column_sums` sums (two integers per value on a grid set by the block's
+    largest magnitude over all hosts), and the blocks' exact sums are added as rationals. So the total depends on
+    where the blocks start, never on how a block's rows are split among hosts or ordered. Non-finite values: a
+    float sum (the caller reports the divergence).
+    """
+
+    def __init__(self, comm: Collective, width: int, block_rows: int):
+        self.comm, self.width, self.bits = comm, width, _grid_bits(block_rows)
+        self._exact = [Fraction(0)] * width
+        self._inexact: np.ndarray | None = None
+
+    def add(self, columns: Sequence[np.ndarray]) -> None:
+        """Add this host's rows of the next global block: ``width`` equal-length columns."""
+        M = np.asarray(columns, dtype=np.float64)  # one row per column: long inner loops
+        M = M if M.ndim == 2 else M.reshape(self.width, -1)
+        top = self.comm.allreduce(np.abs(M).max(axis=1) if M.shape[1] else np.zeros(self.width), "max")
+        if not np.isfinite(top).all() or self._inexact is not None:
+            found = self.comm.allreduce(M.sum(axis=1))
+            self._inexact = found if self._inexact is None else self._inexact + found
+            return
+        exponent = np.frexp(np.where(top > 0, top, 1.0))[1] - self.bits
+        high, low = _split(M.T, exponent, self.bits)
+        total = self.comm.allreduce(np.stack([high.sum(axis=0), low.sum(axis=0)]).astype(np.int64))
+        for c in range(self.width):
+            value = (int(total[0, c]) << self.bits) + int(total[1, c])
+            self._exact[c] += Fraction(value) * Fraction(2) ** (int(exponent[c]) - self.bits)
+
+    def result(self) -> np.ndarray:
+        exact = np.array([float(v) for v in self._exact])
+        return exact if self._inexact is None else exact + self._inexact
+
+
+def _as_rows(A: np.ndarray) -> np.ndarray:
+    """A float64 matrix, one row per row of A (a vector is one column); empty (0, k) arrays stay as they are
+    (reshape(0, -1) cannot infer k: a host holding none of the rows)."""
+    A = np.asarray(A, dtype=np.float64)
+    return A if A.ndim == 2 else A.reshape(len(A), -1)
+
+
 def _grid_bits(rows: int) -> int:
     """Bits per integer part: products of two summed over ``rows`` rows cannot overflow int64."""
     return min(19, (62 - max(int(rows), 1).bit_length()) // 2)
@@ -235,10 +348,14 @@ def _grid_bits(rows: int) -> int:
 
 def _split(A: np.ndarray, exponent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Integers (as floats) H, L with A ~ (H + L 2^-bits) 2^exponent per column, |H|, |L| <= 2^bits."""
-    # Multiplying by a power of two is exact (ldexp is much slower).
+    # Multiplying by a power of two is exact (ldexp is much slower). In place: no temporaries.
     down, up = np.ldexp(1.0, -exponent), np.ldexp(1.0, exponent)
-    high = np.rint(A * down)
-    low = np.rint((A - high * up) * (down * 2.0**bits))  # the remainder is exact
+    high = np.multiply(A, down)
+    np.rint(high, out=high)
+    low = np.multiply(high, up)
+    np.subtract(A, low, out=low)  # the remainder is exact
+    low *= down * 2.0**bits
+    np.rint(low, out=low)
     return high, low
 
 

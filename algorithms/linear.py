@@ -14,10 +14,31 @@ Training, in the Linear Learner way:
   validation channel (on the training data when there is none, as LL does) and the best epoch's weights
   are kept. Iteration 0 is the initial weights.
 
+Memory does not grow with the rows: training reads the channels only through ``Dataset.rows`` (never ``X`` or
+``y`` whole), at most ``BLOCK_ROWS`` rows per call, and computes every statistic span by span (a span: about
+``BLOCK_ROWS`` consecutive rows). Passes over the training rows: one for the checks, the scaler's sample, each
+column's range and the label's mean; one for the ridge start's sufficient statistics and the label's variance;
+one for the iteration-0 metrics; then, per epoch, one of mini-batch steps and one for the metrics and the
+monitored loss. The validation channel: two passes (checks and mean; variance), then one per evaluation. What
+stays in memory besides a span and the shuffle buffer (below; at most ~32 MiB of features): the scaler's sample
+(``num_point_for_scaler`` rows) and, while it is drawn, numpy's choice of ``num_point_for_scaler`` of the ``n``
+row numbers, which permutes all ``n`` (8 bytes per row, freed at once) when ``n`` <= 50 * ``num_point_for_scaler``
+(500,000 rows by default) and takes O(``num_point_for_scaler``) above. No other array has a row's worth per row.
+
+Mini-batches (changed from a permutation of all rows, which needs them all in memory): the rows, numbered
+globally, are cut into pieces of whole mini-batches (``_PIECE_ROWS``: about 4,096 rows; one mini-batch when it is
+larger). Each epoch visits the pieces in a seeded random order, about ``_SHUFFLE_ROWS`` (262,144) rows' worth at a
+time (~64 pieces), permutes the rows of those pieces together and cuts them into mini-batches. So each
+mini-batch mixes rows from ~64 random places of the channel rather than from all rows (Linear Learner also
+shuffles within a buffer); on data that fits in one buffer this is a full shuffle. Every epoch has the same
+number of steps as before and one short mini-batch at most.
+
 Several hosts (algorithms.distributed) fit the same model as one host on all their rows: every statistic (imputation
-means, scaler, ridge sufficient statistics, each mini-batch gradient, the monitored loss) is a sum over all hosts'
-rows, computed exactly (Collective.dot) so that neither the split of rows among hosts nor their order changes a
-bit; row i of rank r is global row offset_r + i for the scaler sample and the epoch permutations.
+means, scaler, ridge sufficient statistics, each mini-batch gradient, the metrics and the monitored loss) is a sum
+over all hosts' rows, computed exactly (fixed-point grids: distributed.FixedGrid, BlockSums) so that neither the
+split of rows among hosts nor their order changes a bit. Row i of rank r is global row offset_r + i for the scaler
+sample, the spans, the pieces and the epoch permutations; every host draws the same permutations and keeps its own
+rows of each mini-batch.
 
 The model file ``linear-model.json`` is a plain JSON document whose coefficients are in the original feature
 units, so a prediction is ``intercept + sum(coefficient * column)``; the scaler is recorded for information.
@@ -27,17 +48,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
-from algorithms.base import Algorithm, Dataset, MetricLog, TrainingContext
-from algorithms.distributed import SINGLE, Collective, ExactProducts
+from algorithms.base import BLOCK_ROWS, Algorithm, Dataset, MetricLog, TrainingContext
+from algorithms.distributed import SINGLE, BlockSums, Collective, ExactProducts, FixedGrid
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec, OnlyWith, Tune
-from algorithms.metrics import regression_metrics_across
+from algorithms.metrics import r2_from_mse
 from core.errors import DataError, HyperparameterError
 from core.schema import FILENAME as SCHEMA_FILE
 from core.schema import Schema
@@ -47,6 +68,10 @@ FORMAT = "sagemaker-byoc-linear-regressor"
 FORMAT_VERSION = 1
 _NO_CONTEXT = TrainingContext()  # one host
 _SEED = 0  # LL has no seed hyperparameter; a fixed one makes every run reproducible
+_PIECE_ROWS = 4096  # about this many rows (whole mini-batches) per piece, the unit an epoch shuffles
+_SHUFFLE_ROWS = 1 << 18  # an epoch permutes the rows of this many rows' worth of random pieces together
+_BUFFER_BYTES = 32 << 20  # at most about this many bytes of features in that buffer (very wide rows: fewer rows)
+_CHUNK_ROWS = 4096  # rows of the design built at a time within a block (cache-sized; 2x faster than whole blocks)
 
 
 @dataclass(frozen=True)
@@ -235,6 +260,103 @@ def _columns(schema: Schema) -> list[tuple[int, int | None]]:
     return cols
 
 
+class _Design:
+    """The scaled design [(design - center) / scale, 1] of a few rows at a time, (rows, p + 1), built column by
+    column (column-major): each value is computed exactly as ``(_design(X) - center) / scale`` computes it."""
+
+    def __init__(
+        self, columns: list[tuple[int, int | None]], impute: np.ndarray, center: np.ndarray, scale: np.ndarray
+    ):
+        self.p = len(columns)
+        self.numeric = [(k, j, float(impute[k]), float(center[k]), float(scale[k]))
+                        for k, (j, level) in enumerate(columns) if level is None]  # fmt: skip
+        # One-hot: table[:, code] holds the scaled columns of a row with that level; the last entry (a missing,
+        # unknown or fractional code) is all indicators 0.
+        self.onehot: list[tuple[int, int, np.ndarray]] = []
+        for k, (j, level) in enumerate(columns):
+            if level == 0:
+                n_levels = sum(1 for jj, lv in columns if jj == j and lv is not None)
+                c, s = center[k : k + n_levels, None], scale[k : k + n_levels, None]
+                self.onehot.append((j, k, (np.eye(n_levels, n_levels + 1) - c) / s))
+
+    def scaled(self, X: np.ndarray) -> np.ndarray:
+        m = X.shape[0]
+        AT = np.empty((self.p + 1, m), dtype=np.float64)
+        for k, j, impute, c, s in self.numeric:
+            col = X[:, j]
+            if np.isnan(col).any():
+                col = np.where(np.isnan(col), impute, col)
+            np.subtract(col, c, out=AT[k])
+            AT[k] /= s
+        for j, k, table in self.onehot:
+            AT[k : k + table.shape[0]] = table[:, _codes(X[:, j], table.shape[0])]
+        AT[self.p] = 1.0
+        return AT.T
+
+    def predict(self, X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+        """Z w + b (normalised label units), the design built _CHUNK_ROWS rows at a time."""
+        out = np.empty(len(X))
+        for start in range(0, len(X), _CHUNK_ROWS):
+            out[start : start + _CHUNK_ROWS] = self.scaled(X[start : start + _CHUNK_ROWS])[:, : self.p] @ w + b
+        return out
+
+
+class _RawRanges:
+    """Each design column's range over a channel's rows, from the raw values, block by block: numeric columns'
+    largest and smallest value and whether any is missing (imputed), each level's row count; the label's range."""
+
+    def __init__(self, columns: list[tuple[int, int | None]]):
+        self.numeric = [(k, j) for k, (j, level) in enumerate(columns) if level is None]
+        self.onehot = [(k, j, sum(1 for jj, lv in columns if jj == j and lv is not None))
+                       for k, (j, level) in enumerate(columns) if level == 0]  # fmt: skip
+        self.p = len(columns)
+        self.high, self.low = np.full(self.p, -np.inf), np.full(self.p, np.inf)
+        self.missing = np.zeros(self.p)
+        self.counts = [np.zeros(n_levels + 1) for _, _, n_levels in self.onehot]
+        self.y_high, self.y_low = -math.inf, math.inf
+
+    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+        if not len(y):
+            return
+        for k, j in self.numeric:
+            col = X[:, j]
+            self.high[k] = max(self.high[k], float(np.fmax.reduce(col, initial=-np.inf)))
+            self.low[k] = min(self.low[k], float(np.fmin.reduce(col, initial=np.inf)))
+            self.missing[k] += float(np.isnan(col).any())
+        for i, (_, j, n_levels) in enumerate(self.onehot):
+            self.counts[i] += np.bincount(_codes(X[:, j], n_levels), minlength=n_levels + 1)
+        self.y_high, self.y_low = max(self.y_high, float(y.max())), min(self.y_low, float(y.min()))
+
+    def reduce(self, comm: Collective) -> None:
+        self.high, self.low = comm.allreduce(self.high, "max"), comm.allreduce(self.low, "min")
+        self.missing = comm.allreduce(self.missing)
+        self.counts = [comm.allreduce(c) for c in self.counts]
+        self.y_high = float(comm.allreduce([self.y_high], "max")[0])
+        self.y_low = float(comm.allreduce([self.y_low], "min")[0])
+
+    def scaled(self, design: _Design) -> tuple[np.ndarray, np.ndarray]:
+        """The largest and smallest value of each column of [Z 1] (after ``reduce``: over every host's rows)."""
+        high, low = np.ones(self.p + 1), np.ones(self.p + 1)
+        for k, _, impute, c, s in design.numeric:
+            top, bottom = self.high[k], self.low[k]
+            if self.missing[k]:
+                top, bottom = max(top, impute), min(bottom, impute)
+            high[k], low[k] = (top - c) / s, (bottom - c) / s
+        for (k, _, n_levels), counts, (_, _, table) in zip(self.onehot, self.counts, design.onehot, strict=True):
+            total = counts.sum()
+            for level in range(n_levels):
+                one, zero = table[level, level], table[level, n_levels]  # the column's value for 1 and 0
+                high[k + level] = one if counts[level] else zero
+                low[k + level] = zero if total - counts[level] else one
+        return high, low
+
+
+def _codes(col: np.ndarray, n_levels: int) -> np.ndarray:
+    """Level codes as indices; a missing (NaN), out-of-range or fractional code is ``n_levels``."""
+    valid = (col >= 0) & (col < n_levels) & (col == np.floor(col))
+    return np.where(valid, col, n_levels).astype(np.intp)
+
+
 def _design(
     X: np.ndarray, columns: list[tuple[int, int | None]], impute: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -249,7 +371,8 @@ def _design(
     return Z
 
 
-def _check_matrix(X: np.ndarray, schema: Schema, what: str) -> np.ndarray:
+def _check_matrix(X: np.ndarray, schema: Schema, what: str, first_row: int = 0) -> np.ndarray:
+    """``first_row``: the row number of X's first row in its channel (0-based), for the error message."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != schema.n_features:
         raise DataError(
@@ -262,8 +385,8 @@ def _check_matrix(X: np.ndarray, schema: Schema, what: str) -> np.ndarray:
     if infinite.any():
         i, k = np.argwhere(infinite)[0]
         raise DataError(
-            f"{what}: row {i + 1}, feature {schema.names[numeric[k]]!r}: expected a finite number or a missing "
-            f"value, received {X[i, numeric[k]]}"
+            f"{what}: row {first_row + i + 1}, feature {schema.names[numeric[k]]!r}: expected a finite number or a "
+            f"missing value, received {X[i, numeric[k]]}"
         )
     return X
 
@@ -314,25 +437,46 @@ class LinearRegressor(Algorithm):
     ) -> Self:
         s = _Settings.resolve(self.params, self.schema)
         comm = context.collective
-        X = _check_matrix(train.X, self.schema, f"channel {train.name}")
-        y = np.asarray(train.y, dtype=np.float64)
-        if not np.isfinite(y).all():
-            raise DataError(f"channel {train.name}: the label has missing or non-finite values")
-        # Several hosts: every statistic below is a sum over all hosts' rows (comm.allreduce), row i of host r
-        # being global row offset+i, so N hosts fit the model one host fits on the rows concatenated in rank order.
-        n_local = len(y)
-        counts = comm.counts(n_local)
-        n, offset = int(counts.sum()), int(counts[: comm.rank].sum())
+        # Several hosts: every statistic below is a sum over all hosts' rows, row i of host r being global row
+        # offset+i, so N hosts fit the model one host fits on the rows concatenated in rank order. Rows are read a
+        # block at a time (Dataset.rows): memory does not grow with the rows.
+        block = _piece_rows(s.mini_batch_size)
+        tr = _Rows(train, comm, block, self.schema)
+        n, offset, n_local = tr.n, tr.offset, tr.n_local
         if n == 0:
             raise DataError(f"channel {train.name}: no rows to train on")
         columns = _columns(self.schema)
+        p = len(columns)
         rng = np.random.default_rng(_SEED)  # the same draws on every host
 
-        # Scaler and imputation means from at most num_point_for_scaler rows, as LL does.
+        # Pass 1: checks; the scaler's sample, at most num_point_for_scaler rows (the same global rows as LL draws
+        # them: a seeded sample of all rows); the label's mean; each column's range (which columns carry
+        # information, and the exact-sum grid), from the raw values: centring and scaling are monotone, so the
+        # scaled design's range is the scaled raw range, bit for bit.
         sample = None
         if n > s.num_point_for_scaler:
             sample = _local_rows(np.sort(rng.choice(n, s.num_point_for_scaler, replace=False)), offset, n_local)
-        Xs, ys = (X, y) if sample is None else (X[sample], y[sample])
+        picked: list[tuple[np.ndarray, np.ndarray]] = []
+        y_sum = BlockSums(comm, 1, tr.span)
+        ranges = _RawRanges(columns)
+        first_row = None
+        for lo, X, y in tr.blocks():
+            if sample is None:
+                picked.append((X, y))
+            else:
+                a, z = np.searchsorted(sample, [lo, lo + len(y)])
+                picked.append((X[sample[a:z] - lo], y[sample[a:z] - lo]))
+            y_sum.add([y])
+            ranges.add(X, y)
+            if offset == 0 and lo == 0 and len(y):
+                first_row = X[:1].copy()  # global row 0
+        ranges.reduce(comm)
+        Xs = np.concatenate([x for x, _ in picked]) if picked else np.empty((0, self.schema.n_features))
+        ys = np.concatenate([v for _, v in picked]) if picked else np.empty(0)
+        del picked
+        y_mean = float(y_sum.result()[0]) / n
+
+        # Scaler and imputation means from the sample, as LL does.
         numeric = np.array([level is None for _, level in columns])
         feature_of = np.array([j for j, _ in columns], dtype=np.intp)
         observed = ~np.isnan(Xs[:, feature_of[numeric]])
@@ -340,49 +484,76 @@ class LinearRegressor(Algorithm):
         values = np.where(observed, Xs[:, feature_of[numeric]], 0.0)
         sums = _column_sums(np.hstack([values, observed]), comm, n_sample)
         k = int(numeric.sum())
-        impute = np.zeros(len(columns))
+        impute = np.zeros(p)
         impute[numeric] = np.divide(sums[:k], sums[k:], out=np.zeros(k), where=sums[k:] > 0)
         center, scale = _scaler(_design(Xs, columns, impute), s.use_bias, s.normalize_data, comm)
         y_center, y_scale = _scaler(ys[:, None], s.use_bias, s.normalize_label, comm)
-        # The scaled design with a column of ones beside it (the bias's gradient), without a second copy.
-        p = len(columns)
-        Z1 = np.empty((n_local, p + 1))
-        _design(X, columns, impute, out=Z1[:, :p])
-        Z1[:, :p] -= center
-        Z1[:, :p] /= scale
-        Z1[:, p] = 1.0
-        Z = Z1[:, :p]
-        t = (y - y_center[0]) / y_scale[0]
+        del Xs, ys
+        yc, ysc = float(y_center[0]), float(y_scale[0])
+        design = _Design(columns, impute, center, scale)  # [Z 1] of any rows: the scaled design, a column of ones
 
+        high, low = ranges.scaled(design)
+        first = comm.allreduce(design.scaled(first_row)[0, :p] if first_row is not None else np.zeros(p))
+        t_top = max(abs((ranges.y_high - yc) / ysc), abs((ranges.y_low - yc) / ysc))
         # A column constant over the training data carries no information (a level never seen, a constant
         # numeric): its weight stays 0 so that it cannot pick up an arbitrary value. Without a bias a nonzero
         # constant column is the intercept, so it is kept.
-        high = comm.allreduce(Z.max(axis=0) if n_local else np.full(p, -np.inf), "max")
-        low = comm.allreduce(Z.min(axis=0) if n_local else np.full(p, np.inf), "min")
-        first = comm.allreduce(Z[0] if offset == 0 and n_local else np.zeros(p))  # global row 0
-        active = (high - low > 0) | ((not s.use_bias) & (np.abs(first) > 0))
+        active = (high[:p] - low[:p] > 0) | ((not s.use_bias) & (np.abs(first) > 0))
+        grid = FixedGrid(comm, np.maximum(np.abs(high), np.abs(low)), n)
 
         val = None
         n_val = int(comm.allreduce([len(validation) if validation is not None else 0])[0])
-        if validation is not None and n_val:
-            Xv = _check_matrix(validation.X, self.schema, f"channel {validation.name}")
-            yv = np.asarray(validation.y, dtype=np.float64)
-            if not np.isfinite(yv).all():
-                raise DataError(f"channel {validation.name}: the label has missing or non-finite values")
-            val = ((_design(Xv, columns, impute) - center) / scale, yv, (yv - y_center[0]) / y_scale[0])
+        if n_val:
+            val = _Rows(validation, comm, block, self.schema)
+            v_sum = BlockSums(comm, 1, val.span)
+            for _, _, yv in val.blocks():
+                v_sum.add([yv])
+            v_mean = float(v_sum.result()[0]) / n_val
+            v_ss = BlockSums(comm, 1, val.span)
+            for _, _, yv in val.blocks(check=False):
+                v_ss.add([(yv - v_mean) ** 2])
+            v_var = float(v_ss.result()[0]) / n_val
 
-        design = ExactProducts(comm, Z1, n)
-        w, b = _initial_weights(Z, t, active, s, rng, comm, n, design)
-        trainer = _Trainer(s, active, design)
+        # Pass 2: the label's variance (R^2) and, for the ridge start, its sufficient statistics.
+        d = int(active.sum())
+        ridge = s.init_method == "ridge"
+        wide = ridge and d > n and not comm.distributed
+        gram, zt, ssy = _statistics(tr, design, grid, (yc, ysc), t_top, y_mean, comm, ridge and not wide)
+        y_var = ssy / n
+        if wide:
+            # Wide data on one host (fewer rows than columns): the n x n dual system, from the rows in memory
+            # (n x p, smaller than the p x p primal system).
+            Zw = np.concatenate([design.scaled(X)[:, :p] for _, X, _ in tr.blocks(check=False)])
+            tw = np.concatenate([(y - yc) / ysc for _, _, y in tr.blocks(check=False)])
+            w, b = _initial_weights(Zw, tw, active, s, rng, comm, n)
+            del Zw, tw
+        elif ridge:
+            w, b = _ridge(gram / n, zt / n, active, s)
+        else:
+            w, b = _initial_weights(np.empty((0, p)), np.empty(0), active, s, rng, comm, n)
+        trainer = _Trainer(s, active, grid)
+
+        def measure(rows: _Rows, variance: float, w: np.ndarray, b: float) -> tuple[float, dict[str, float]]:
+            """Mean loss (normalised units) and metrics (label units) over every host's rows of a channel."""
+            sums = BlockSums(comm, 3, rows.span)
+            for _, X, y in rows.blocks(check=False):
+                pt = design.predict(X, w, b)
+                err = (yc + ysc * pt) - y
+                loss = _row_loss(pt - (y - yc) / ysc, s.loss, s.huber_delta)
+                sums.add([loss, err * err, np.abs(err)])
+            loss_sum, sse, sae = sums.result() / rows.n
+            mse = float(sse)
+            return float(loss_sum), {"rmse": math.sqrt(mse), "mae": float(sae), "r2": r2_from_mse(mse, variance),
+                                     "mse": mse}  # fmt: skip
 
         def evaluate(epoch: int) -> float:
-            pt = Z @ w + b
-            log("train", regression_metrics_across(y, y_center[0] + y_scale[0] * pt, comm), iteration=epoch)
+            loss, metrics = measure(tr, y_var, w, b)
+            log("train", metrics, iteration=epoch)
             if val is None:
-                return _mean_loss(pt - t, s, comm, n)
-            pv = val[0] @ w + b
-            log("validation", regression_metrics_across(val[1], y_center[0] + y_scale[0] * pv, comm), iteration=epoch)
-            return _mean_loss(pv - val[2], s, comm, n_val)
+                return loss
+            loss, metrics = measure(val, v_var, w, b)
+            log("validation", metrics, iteration=epoch)
+            return loss
 
         # The initial weights compete with the epochs only when they already minimise the training objective
         # (ridge start, squared loss, no L1); otherwise returning them would ignore the loss or l1 asked for.
@@ -391,13 +562,9 @@ class LinearRegressor(Algorithm):
         wait, epoch = 0, 0
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and reported below
             for epoch in range(1, s.epochs + 1):
-                order = rng.permutation(n)
-                for start in range(0, n, s.mini_batch_size):
-                    idx = order[start : start + s.mini_batch_size]
-                    size = len(idx)
-                    if comm.distributed:
-                        idx = _local_rows(idx, offset, n_local)
-                    w, b = trainer.step(idx, Z[idx], t[idx], w, b, size)
+                for Xb, tb, batches in _shuffled(tr, rng, s.mini_batch_size, (yc, ysc)):
+                    for rows, size in batches:
+                        w, b = trainer.step(design.scaled(Xb[rows]), tb[rows], w, b, size)
                 monitored = evaluate(epoch) if np.isfinite(w).all() and math.isfinite(b) else math.inf
                 if not math.isfinite(monitored):
                     raise HyperparameterError(
@@ -515,6 +682,163 @@ def _local_rows(global_rows: np.ndarray, offset: int, n_local: int) -> np.ndarra
     return global_rows[mine] - offset
 
 
+def _piece_rows(mini_batch_size: int) -> int:
+    """Rows per piece: whole mini-batches (at least one), about _PIECE_ROWS rows. The same on every host: piece g
+    is global rows [g * piece, (g + 1) * piece)."""
+    return max(1, _PIECE_ROWS // mini_batch_size) * mini_batch_size
+
+
+class _Rows:
+    """This host's rows of a channel within the global row numbering: host rank r holds global rows
+    [offset, offset + n_local) (the hosts' rows concatenated in rank order). Passes over the rows go by spans of
+    whole pieces (about BLOCK_ROWS rows): span g is global rows [g * span, (g + 1) * span)."""
+
+    def __init__(self, ds: Dataset | None, comm: Collective, piece: int, schema: Schema):
+        self.ds, self.schema, self.piece = ds, schema, piece
+        self.span = piece * max(1, BLOCK_ROWS // piece)
+        self.name = ds.name if ds is not None else ""
+        self.n_local = len(ds) if ds is not None else 0
+        if ds is not None and ds.n_features != schema.n_features:
+            raise DataError(
+                f"channel {ds.name}: expected a matrix with {schema.n_features} feature columns "
+                f"({', '.join(schema.names)}), received shape ({len(ds)}, {ds.n_features})"
+            )
+        counts = comm.counts(self.n_local)
+        self.n, self.offset = int(counts.sum()), int(counts[: comm.rank].sum())
+
+    def local(self, start: int, stop: int) -> tuple[int, int]:
+        """This host's rows [lo, hi) (local numbers) of global rows [start, stop); empty when it holds none."""
+        lo = max(start, self.offset) - self.offset
+        hi = min(stop, self.n, self.offset + self.n_local) - self.offset
+        return lo, max(lo, hi)
+
+    def read(self, lo: int, hi: int, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Local rows [lo, hi), never more than BLOCK_ROWS per Dataset.rows call."""
+        if hi <= lo or self.ds is None:
+            return np.empty((0, self.schema.n_features)), np.empty(0)
+        parts = [self.ds.rows(a, min(hi, a + BLOCK_ROWS)) for a in range(lo, hi, BLOCK_ROWS)]
+        X = np.asarray(parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts]), dtype=np.float64)
+        y = np.asarray(parts[0][1] if len(parts) == 1 else np.concatenate([v for _, v in parts]), dtype=np.float64)
+        if check:
+            _check_matrix(X, self.schema, f"channel {self.name}", first_row=lo)
+            if not np.isfinite(y).all():
+                raise DataError(f"channel {self.name}: the label has missing or non-finite values")
+        return X, y
+
+    def blocks(self, check: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(lo, X, y) of this host's rows of every span in order, possibly none: every host sees every span, so
+        that collective calls made per span line up."""
+        for start in range(0, self.n, self.span):
+            lo, hi = self.local(start, start + self.span)
+            yield (lo, *self.read(lo, hi, check))
+
+
+def _shuffled(
+    rows: _Rows, rng: np.random.Generator, mini_batch_size: int, label: tuple[float, float]
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, int]]]]:
+    """One epoch's mini-batches, a buffer at a time: (X, t, [(rows of X, global batch size), ...]).
+
+    The global pieces (whole mini-batches, about _PIECE_ROWS rows) are visited in a seeded random order, about
+    _SHUFFLE_ROWS rows' worth at a time; the rows of those pieces are permuted together and cut into mini-batches
+    (only the buffer holding the last, shorter piece has a short batch). So a mini-batch mixes rows from ~64 places
+    of the channel. Every host draws the same permutations over global rows and keeps its own rows of each batch:
+    a batch is the same set of global rows however they are split.
+    """
+    yc, ys = label
+    piece, n_features = rows.piece, rows.schema.n_features
+    per_buffer = max(1, min(_SHUFFLE_ROWS, _BUFFER_BYTES // (8 * n_features)) // piece)
+    n_pieces = -(-rows.n // piece)
+    # One buffer for the whole epoch, filled piece by piece: the yielded X and t are views of it, overwritten by
+    # the next buffer (the caller is done with them by then).
+    size = min(rows.n_local, per_buffer * piece)
+    X_buffer, t_buffer = np.empty((size, n_features)), np.empty(size)
+    order = rng.permutation(n_pieces)
+    for first in range(0, n_pieces, per_buffer):
+        where, held = [], 0
+        for g in order[first : first + per_buffer]:
+            start, stop = int(g) * piece, min(rows.n, (int(g) + 1) * piece)
+            lo, hi = rows.local(start, stop)
+            mine = np.full(stop - start, -1, dtype=np.intp)  # buffer position -> row of X (-1: another host's)
+            if hi > lo:
+                X, y = rows.read(lo, hi, check=False)
+                X_buffer[held : held + hi - lo] = X
+                np.subtract(y, yc, out=t_buffer[held : held + hi - lo])
+                at = rows.offset + lo - start
+                mine[at : at + hi - lo] = np.arange(held, held + hi - lo)
+                held += hi - lo
+                del X, y
+            where.append(mine)
+        positions = np.concatenate(where)
+        del where
+        t_buffer[:held] /= ys
+        perm = rng.permutation(len(positions))
+        batches = []
+        for start in range(0, len(perm), mini_batch_size):
+            pos = positions[perm[start : start + mini_batch_size]]
+            batches.append((pos[pos >= 0], len(pos)))
+        del positions, perm
+        yield X_buffer[:held], t_buffer[:held], batches
+
+
+def _statistics(
+    rows: _Rows,
+    design: _Design,
+    grid: FixedGrid,
+    label: tuple[float, float],
+    t_top: float,
+    y_mean: float,
+    comm: Collective,
+    products: bool,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One pass: the label's sum of squared deviations from ``y_mean`` and, with ``products``, the sufficient
+    statistics [Z 1]'[Z 1] and [Z 1]'t over every host's rows, exactly (the fixed grid of [Z 1]'s columns, t's
+    from its largest magnitude), summed block by block in int64: independent of how the rows are split or ordered."""
+    yc, ys = label
+    p1 = design.p + 1
+    t_grid = FixedGrid(comm, np.array([t_top]), rows.n)
+    exact = grid.exponent is not None and t_grid.exponent is not None  # else not finite: the caller reports it
+    g_total = np.zeros((3, p1, p1), dtype=np.int64) if exact else np.zeros((p1, p1))
+    t_total = np.zeros((3, p1, 1), dtype=np.int64) if exact else np.zeros((p1, 1))
+    ssy = BlockSums(comm, 1, rows.span)
+    for _, X, y in rows.blocks(check=False):
+        ssy.add([(y - y_mean) ** 2])
+        if not products or not len(y):
+            continue
+        for start in range(0, len(y), _CHUNK_ROWS):  # a few thousand rows at a time: they stay in cache
+            A, t = design.scaled(X[start : start + _CHUNK_ROWS]), ((y[start : start + _CHUNK_ROWS] - yc) / ys)[:, None]
+            if exact:
+                gram_parts, t_parts = grid.local_products(A, *t_grid.split(t))
+                g_total += gram_parts
+                t_total += t_parts
+            else:
+                g_total += A.T @ A
+                t_total += A.T @ t
+    if not products:
+        return np.zeros((p1, p1)), np.zeros(p1), float(ssy.result()[0])
+    if not exact:
+        return comm.allreduce(g_total), comm.allreduce(t_total)[:, 0], float(ssy.result()[0])
+    assert grid.exponent is not None and t_grid.exponent is not None
+    gram = grid.combine(comm.allreduce(g_total), grid.exponent, grid.exponent)
+    zt = grid.combine(comm.allreduce(t_total), grid.exponent, t_grid.exponent)[:, 0]
+    return gram, zt, float(ssy.result()[0])
+
+
+def _ridge(gram: np.ndarray, zt: np.ndarray, active: np.ndarray, s: Any) -> tuple[np.ndarray, float]:
+    """The ridge start from the mean sufficient statistics [Z 1]'[Z 1]/n and [Z 1]'t/n. Z is centred by the
+    scaler (on a sample), so taking the remaining column means out of the uncentred sums loses nothing."""
+    p = len(active)
+    w: np.ndarray = np.zeros(p)
+    a = np.flatnonzero(active)
+    means, t_mean = gram[a, p], zt[p]
+    if len(a):
+        if s.use_bias:
+            cov, rhs = gram[np.ix_(a, a)] - np.outer(means, means), zt[a] - means * t_mean
+        else:
+            cov, rhs = gram[np.ix_(a, a)], zt[a]
+        w[a] = np.linalg.lstsq(cov + s.wd * np.eye(len(a)), rhs, rcond=None)[0]
+    return w, (float(t_mean - means @ w[a]) if s.use_bias else 0.0)
+
+
 def _scaler(Z: np.ndarray, centre: bool, normalise: bool, comm: Collective = SINGLE) -> tuple[np.ndarray, np.ndarray]:
     """Per-column centre and scale. Without centring, scale to unit root-mean-square instead of unit deviation."""
     p = Z.shape[1]
@@ -533,10 +857,6 @@ def _column_sums(M: np.ndarray, comm: Collective, rows: int) -> np.ndarray:
     return comm.column_sums(M, rows)
 
 
-def _mean_loss(r: np.ndarray, s: _Settings, comm: Collective, n: int) -> float:
-    return float(_column_sums(_row_loss(r, s.loss, s.huber_delta)[:, None], comm, n)[0] / n)
-
-
 def _initial_weights(
     Z: np.ndarray,
     t: np.ndarray,
@@ -547,7 +867,8 @@ def _initial_weights(
     n: int | None = None,
     design: ExactProducts | None = None,
 ) -> tuple[np.ndarray, float]:
-    """``design``: the exact-sum preparation of [Z, 1] (the trainer's), reused for the sufficient statistics."""
+    """The initial weights from rows in memory (fit streams its rows and uses this for the uniform and normal
+    draws and for wide data on one host). ``design``: an exact-sum preparation of [Z, 1] to reuse, if any."""
     p = Z.shape[1]
     n = len(t) if n is None else n  # every host's rows together
     w: np.ndarray = np.zeros(p)
@@ -566,20 +887,10 @@ def _initial_weights(
         kernel = A @ A.T / n + s.wd * np.eye(len(t))
         w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
     elif d:
-        # Sufficient statistics [Z 1]'[Z 1] and [Z 1]'t in one exact pass over every host's rows. Z is centred by
-        # the scaler (on a sample), so taking the remaining column means out of the uncentred sums loses nothing.
+        # Sufficient statistics [Z 1]'[Z 1] and [Z 1]'t in one exact pass over every host's rows.
         if design is None:
             design = ExactProducts(comm, np.hstack([Z, np.ones((len(Z), 1))]), n)
-        gram, zt = design.gram() / n, design.tdot(t[:, None])[:, 0] / n
-        a = np.flatnonzero(active)
-        means, t_mean = gram[a, p], zt[p]
-        if s.use_bias:
-            cov, rhs = gram[np.ix_(a, a)] - np.outer(means, means), zt[a] - means * t_mean
-        else:
-            cov, rhs = gram[np.ix_(a, a)], zt[a]
-        w[active] = np.linalg.lstsq(cov + s.wd * np.eye(d), rhs, rcond=None)[0]
-        if s.use_bias:
-            return w, float(t_mean - means @ w[a])
+        return _ridge(design.gram() / n, design.tdot(t[:, None])[:, 0] / n, active, s)
     w = np.where(active, w, 0.0)
     b = float(_column_sums((t - Z @ w)[:, None], comm, n)[0] / n) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b
@@ -592,18 +903,16 @@ class _Trainer:
     whose step crosses zero stops at zero, so weights reach exactly 0.
     """
 
-    def __init__(self, s: _Settings, active: np.ndarray, design: ExactProducts):
-        self.s, self.active, self.design = s, active, design  # design: [Z, 1], for exact gradient sums
+    def __init__(self, s: _Settings, active: np.ndarray, grid: FixedGrid):
+        self.s, self.active, self.grid = s, active, grid  # grid: [Z 1]'s, for exact gradient sums over hosts
         p = len(active)
         self.m, self.v, self.mb, self.vb, self.t = np.zeros(p), np.zeros(p), 0.0, 0.0, 0
 
-    def step(
-        self, idx: np.ndarray, Zb: np.ndarray, tb: np.ndarray, w: np.ndarray, b: float, size: int
-    ) -> tuple[np.ndarray, float]:
-        """One step on a mini-batch of ``size`` rows over all hosts, of which rows ``idx`` are this host's."""
+    def step(self, A: np.ndarray, tb: np.ndarray, w: np.ndarray, b: float, size: int) -> tuple[np.ndarray, float]:
+        """One step on a mini-batch of ``size`` rows over all hosts, of which this host's are ``A`` ([Z 1])."""
         s = self.s
-        g_row = _loss_grad(Zb @ w + b - tb, s.loss, s.huber_delta)
-        summed = self.design.tdot(g_row[:, None], idx)[:, 0] / size  # Z'g and sum(g), over every host
+        g_row = _loss_grad(A[:, :-1] @ w + b - tb, s.loss, s.huber_delta)
+        summed = self.grid.tdot(A, g_row[:, None])[:, 0] / size  # Z'g and sum(g), over every host
         g = summed[:-1] + s.wd * w
         gb = float(summed[-1]) if s.use_bias else 0.0
         if s.l1 > 0:
