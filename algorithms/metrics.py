@@ -88,6 +88,45 @@ def regression_metrics_across(y: np.ndarray, p: np.ndarray, collective) -> dict[
     return {"rmse": math.sqrt(mse), "mae": float(sae / n), "r2": r2_from_mse(mse, float(ssy / n)), "mse": mse}
 
 
+class RegressionSums:
+    """regression_metrics accumulated block by block, for a channel that is never whole in memory.
+
+    Per block: the error sums and the label's mean and squared deviations, merged with Chan et al.'s pairwise
+    update (no sum of squares of raw labels, which loses digits when the mean is large against the spread).
+    """
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2, self.sse, self.sae = 0, 0.0, 0.0, 0.0, 0.0
+
+    def add(self, y: np.ndarray, p: np.ndarray) -> None:
+        y = np.asarray(y, dtype=np.float64)
+        k = len(y)
+        if not k:
+            return
+        err = np.asarray(p, dtype=np.float64) - y
+        self.sse += float(err @ err)
+        self.sae += float(np.abs(err).sum())
+        mean = float(y.mean())
+        n = self.n + k
+        delta = mean - self.mean
+        self.m2 += float(((y - mean) ** 2).sum()) + delta * delta * self.n * k / n
+        self.mean += delta * k / n
+        self.n = n
+
+    def metrics(self, collective) -> dict[str, float]:
+        """rmse, mae, r2, mse over every host's rows (``collective``: algorithms.distributed.Collective)."""
+        n, total = collective.allreduce([self.n, self.n * self.mean]) if collective.distributed else (self.n, 0.0)
+        if not n:
+            raise ValueError("no rows on any host")
+        if collective.distributed:
+            mean = total / n
+            sse, sae, m2 = collective.allreduce([self.sse, self.sae, self.m2 + self.n * (self.mean - mean) ** 2])
+        else:
+            sse, sae, m2 = self.sse, self.sae, self.m2
+        mse = float(sse / n)
+        return {"rmse": math.sqrt(mse), "mae": float(sae / n), "r2": r2_from_mse(mse, float(m2 / n)), "mse": mse}
+
+
 def variance_across(y: np.ndarray, collective) -> float:
     """Population variance of the label over every host's rows."""
     if not collective.distributed:

@@ -271,6 +271,20 @@ def _predict(model, ds) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0)
 
 
+def _final_metrics(model, ds, cached: np.ndarray | None, comm) -> dict[str, float]:
+    """The saved model's metrics on a channel, a block at a time: nothing per row is kept (the channel may be
+    larger than memory); ``cached``: its predictions when the algorithm had them for free."""
+    from algorithms import metrics
+
+    sums = metrics.RegressionSums()
+    start = 0
+    for X, y in ds.blocks():
+        p = cached[start : start + len(y)] if cached is not None else model.predict(X)
+        sums.add(y, p)
+        start += len(y)
+    return sums.metrics(comm)
+
+
 def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.Collective) -> None:
     from algorithms import metrics
 
@@ -292,22 +306,21 @@ def train(job: JobConfig, plugin, common: dict, params: dict, comm: distributed.
 
     # Final metrics of the model that is saved, on every channel (over every host's rows); the last values
     # SageMaker records.
-    final, predictions = {}, {}
-    fitted = model.fitted_predictions()
+    final = {}
+    fitted = {n: p for n, p in model.fitted_predictions().items() if n in datasets and len(p) == len(datasets[n])}
     for name, ds in datasets.items():
-        cached = fitted.get(name)
-        predictions[name] = cached if cached is not None and len(cached) == len(ds) else _predict(model, ds)
-        final[name] = metrics.regression_metrics_across(ds.y, predictions[name], comm)
+        final[name] = _final_metrics(model, ds, fitted.get(name), comm)
         metric_log(name, final[name])
         undefined = [k for k, v in final[name].items() if not math.isfinite(v)]
         if undefined:  # e.g. r2 of a constant label: written as null in metadata.json and evaluation.json
             log.warning("channel %s: metric(s) %s undefined on this data (constant label?)", name, ", ".join(undefined))
 
     split = "test" if "test" in datasets else "validation" if "validation" in datasets else None
-    if split is not None and comm.distributed:  # the bootstrap needs every row: gathered on every host
-        y, p = comm.gather(datasets[split].y), comm.gather(predictions[split])
-    elif split is not None:
-        y, p = datasets[split].y, predictions[split]
+    if split is not None:  # the bootstrap of evaluation.json resamples rows: this channel's labels and predictions
+        y = datasets[split].y
+        p = fitted[split] if split in fitted else _predict(model, datasets[split])
+        if comm.distributed:  # every row, gathered on every host
+            y, p = comm.gather(y), comm.gather(p)
     if comm.is_master:
         save_model(model, plugin, job, schema, {**common, **params}, final)
         if split is None:

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from algorithms import metric_definitions, metrics
+from algorithms.distributed import SINGLE
 
 
 def test_regression_metrics_on_a_hand_computed_example():
@@ -134,3 +135,20 @@ def test_evaluation_edge_cases_stay_valid_json():
     json.dumps(one, allow_nan=False)
     const = metrics.evaluation(np.ones(10), np.arange(10.0))
     json.dumps(const, allow_nan=False)
+
+
+def test_metrics_summed_block_by_block_equal_those_of_all_rows():
+    rng = np.random.default_rng(4)
+    y = 1e9 + rng.normal(0, 3, 10_001)  # a large mean against the spread: raw sums of squares would lose it
+    p = y + rng.normal(0, 1, len(y))
+    sums = metrics.RegressionSums()
+    cuts = np.sort(rng.choice(len(y), 40, replace=False))
+    for a, b in zip([0, *cuts], [*cuts, len(y)], strict=True):
+        sums.add(y[a:b], p[a:b])
+    sums.add(y[:0], p[:0])
+    got, expected = sums.metrics(SINGLE), metrics.regression_metrics(y, p)
+    for name in metrics.METRICS:
+        assert got[name] == pytest.approx(expected[name], rel=1e-9), name
+    assert expected["r2"] == pytest.approx(1 - 1 / 9, abs=0.01)  # error variance 1 against label variance 9
+    with pytest.raises(ValueError):
+        metrics.RegressionSums().metrics(SINGLE)
