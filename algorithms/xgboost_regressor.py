@@ -100,6 +100,8 @@ HYPERPARAMETERS = HyperparameterSpec(
         _h("seed", int, 0, min=0, max=2**31 - 1, description="random seed"),
         _h("nthread", int, 0, min=0, description="threads (0: all CPUs, or 1 below 50,000 training rows)"),
         _h("checkpoint_frequency", int, 10, min=1, description="rounds between checkpoints"),
+        _h("train_metric_frequency", int, 10, min=1,
+           description="rounds between metric lines of the train channel (first and last always; validation: every)"),
         _h("verbosity", int, 1, min=0, max=3, description="XGBoost's own logging"),
     ],
     # XGBoost reads these only with their objective (huber_slope also for the mphe metric); elsewhere a value would
@@ -110,7 +112,7 @@ HYPERPARAMETERS = HyperparameterSpec(
     ],
 )  # fmt: skip
 # Ours, not XGBoost's booster parameters.
-_NOT_BOOSTER = {"num_round", "early_stopping_rounds", "checkpoint_frequency"}
+_NOT_BOOSTER = {"num_round", "early_stopping_rounds", "checkpoint_frequency", "train_metric_frequency"}
 
 
 class XGBoostRegressor(Algorithm):
@@ -172,9 +174,12 @@ class XGBoostRegressor(Algorithm):
         nthread = params["nthread"] or (context.num_cpus if len(train) >= PARALLEL_ROWS else 1)
         booster_params = self._booster_params(nthread)
         dtrain = self._dmatrix(train, nthread)
-        evals = [(dtrain, "train")]
+        matrices = [(dtrain, "train")]
         if validation is not None:
-            evals.append((self._dmatrix(validation, nthread, ref=dtrain), "validation"))
+            matrices.append((self._dmatrix(validation, nthread, ref=dtrain), "validation"))
+        # XGBoost evaluates its evals every round: the train channel only every train_metric_frequency rounds
+        # (_Monitor), since its metrics over every row cost ~17% of the boosting time (benchmarks/README.md).
+        evals = matrices[1:]
         comm = context.collective  # several hosts: xgb.train runs inside its communicator, metrics are global
         variances = {"train": variance_across(train.y, comm)}
         if validation is not None:
@@ -191,7 +196,8 @@ class XGBoostRegressor(Algorithm):
                 logger.warning("hosts hold checkpoints of rounds %d to %d: starting afresh", low, high)
                 start = None
         done = start.num_boosted_rounds() if start is not None else 0
-        monitor = _Monitor(log, variances, params["eval_metric"], patience, checkpoints, start, evals)
+        monitor = _Monitor(log, variances, params["eval_metric"], patience, checkpoints, start, matrices)
+        monitor.train_every, monitor.last_round = params["train_metric_frequency"], params["num_round"] - 1
         remaining = max(params["num_round"] - done, 0)
         if monitor.stopped:
             remaining = 0
@@ -326,15 +332,17 @@ def _check_labels(ds: Dataset, objective: str) -> None:
 class _Monitor(xgb.callback.TrainingCallback):
     """Per-round metrics to the MetricLog, early stopping, and checkpoints, in one pass over XGBoost's evals log.
 
-    r2 = 1 - rmse^2 / var(y) and mse = rmse^2 come free from XGBoost's own rmse, computed on its cached
-    predictions.
+    Validation metrics every round (early stopping watches them); train metrics on the first round, every
+    ``train_every`` rounds and the last. r2 = 1 - rmse^2 / var(y) and mse = rmse^2 come free from XGBoost's own
+    rmse, computed on its cached predictions.
     """
 
     def __init__(
         self, log: MetricLog, variances, metric: str, patience: int, checkpoints: Checkpoints, start, evals=()
     ):
         super().__init__()
-        self.evals = evals
+        self.evals = evals  # (matrix, split) of train, then validation if any
+        self.train_every, self.last_round = 1, -1
         self.fitted: dict[str, np.ndarray] = {}
         self.fitted_rounds = -1
         self.log, self.variances, self.metric, self.patience = log, variances, metric, patience
@@ -360,16 +368,23 @@ class _Monitor(xgb.callback.TrainingCallback):
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         iteration = self.offset + epoch
+        stopping = self._early_stopping(model, iteration, evals_log)
+        if iteration % self.train_every == 0 or iteration >= self.last_round or stopping:
+            # XGBoost's own evaluation, on the predictions it caches for the training matrix (every host's rows)
+            text = model.eval_set([(self.evals[0][0], "train")], iteration)
+            values = dict(item.split(":", 1) for item in text.split()[1:])
+            self._log("train", float(values["train-rmse"]), float(values["train-mae"]), iteration)
         for split, history in evals_log.items():
-            rmse = float(history["rmse"][-1])
-            mse = rmse * rmse
-            metrics = {
-                "rmse": rmse,
-                "mae": float(history["mae"][-1]),
-                "r2": r2_from_mse(mse, self.variances[split]),
-                "mse": mse,
-            }
-            self.log(split, metrics, iteration)
+            self._log(split, float(history["rmse"][-1]), float(history["mae"][-1]), iteration)
+        self.checkpoints.save(model)
+        return stopping
+
+    def _log(self, split: str, rmse: float, mae: float, iteration: int) -> None:
+        mse = rmse * rmse
+        metrics = {"rmse": rmse, "mae": mae, "r2": r2_from_mse(mse, self.variances[split]), "mse": mse}
+        self.log(split, metrics, iteration)
+
+    def _early_stopping(self, model, iteration: int, evals_log) -> bool:
         if self.patience and "validation" in evals_log:
             score = float(evals_log["validation"][self.metric][-1])
             if score < self.best_score:
@@ -381,7 +396,6 @@ class _Monitor(xgb.callback.TrainingCallback):
                 best_score=repr(self.best_score),
                 rounds_since_best=str(self.since_best),
             )
-        self.checkpoints.save(model)
         return self.stopped
 
     def after_training(self, model):

@@ -39,7 +39,9 @@ def _checkpoints(directory) -> list:
 def test_killed_job_resumes_from_the_newest_checkpoint(opt_ml):
     num_round, every = 1000, 20
     opt_ml.channel("train", {"part-0.csv": _synthetic(5000).to_csv(index=False, header=False)})
-    opt_ml.hyperparameters(num_round=num_round, checkpoint_frequency=every, max_depth=6, eta=0.05)
+    opt_ml.hyperparameters(
+        num_round=num_round, checkpoint_frequency=every, max_depth=6, eta=0.05, train_metric_frequency=1
+    )
     ckpt = opt_ml.checkpoints()
 
     proc = opt_ml.popen("xgboost")
@@ -86,7 +88,8 @@ def _fit(tmp_path, num_round, dataset=None, validation=None, **params):
     def log(split, metrics, iteration=None):
         lines.append((split, iteration))
 
-    p = {**HYPERPARAMETERS.defaults(), "num_round": num_round, "checkpoint_frequency": 5, **params}
+    p = {**HYPERPARAMETERS.defaults(), "num_round": num_round, "checkpoint_frequency": 5, "train_metric_frequency": 1}
+    p.update(params)
     model = XGBoostRegressor(p, SCHEMA).fit(
         dataset or _dataset(), validation, log=log, context=TrainingContext(checkpoint_dir=tmp_path / "ckpt")
     )

@@ -42,3 +42,31 @@ def test_no_cached_predictions_when_early_stopping_keeps_fewer_rounds():
     model = fit({"early_stopping_rounds": 1, "eta": 0.9}, validation)
     assert model.booster.num_boosted_rounds() < 40
     assert model.fitted_predictions() == {}
+
+
+def _lines(params: dict, validation: Dataset | None) -> list[tuple[str, int, dict]]:
+    lines: list[tuple[str, int, dict]] = []
+    model = XGBoostRegressor({"num_round": 25, "seed": 0, "early_stopping_rounds": 0, **params}, SCHEMA)
+    model.fit(data("train", 600, 1), validation, log=lambda s, m, iteration=None: lines.append((s, iteration, m)))
+    return lines
+
+
+def test_train_metrics_every_n_rounds_are_those_of_every_round():
+    validation = data("validation", 200, 2)
+    every = _lines({"train_metric_frequency": 1}, validation)
+    default = _lines({}, validation)  # 10: the first round, every 10th and the last
+    assert [i for s, i, _ in default if s == "train"] == [0, 10, 20, 24]
+    assert [i for s, i, _ in default if s == "validation"] == list(range(25))
+    assert [i for s, i, _ in every if s == "train"] == list(range(25))
+    # On a logged round the train line comes first, with the very values of evaluating every round.
+    assert [(s, i) for s, i, _ in default[:3]] == [("train", 0), ("validation", 0), ("validation", 1)]
+    by_round = {(s, i): m for s, i, m in every}
+    for split, i, metrics in default:
+        assert metrics == by_round[(split, i)], (split, i)
+
+
+def test_early_stopping_logs_the_train_metrics_of_its_last_round():
+    lines = _lines({"num_round": 200, "early_stopping_rounds": 1, "train_metric_frequency": 1000}, data("v", 200, 3))
+    last = max(i for _, i, _ in lines)
+    assert last < 199  # stopped early
+    assert [i for s, i, _ in lines if s == "train"] == [0, last]
