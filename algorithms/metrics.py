@@ -1,6 +1,7 @@
 """Regression metrics, the metric log line, its MetricDefinitions regexes, and evaluation.json.
 
-The log line and the regexes are declared here and nowhere else. One line per (split, iteration)::
+The log line and the regexes are declared here and nowhere else. One line per (split, iteration) an algorithm
+reports (XGBoost: the train channel every ``train_metric_frequency`` rounds, validation every round)::
 
     #metrics iteration=12 train:rmse=1234.5678 train:mae=901.2 train:r2=0.91234 train:mse=1524030.1
     #metrics final test:rmse=1301.2 test:mae=950.4 test:r2=0.90321 test:mse=1693121.4
