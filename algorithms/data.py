@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -416,7 +418,7 @@ def _parts(
         header = ctype.header if ctype.header is not None else target is not None
         pieces = _csv_parts(files, schema, target, header, ctype.charset, text)
     first: _Part | None = None
-    for part in pieces:
+    for part in _ahead(pieces):
         if not len(part.label):
             continue
         if first is None:
@@ -430,6 +432,51 @@ def _parts(
         yield part
     if first is None:
         raise DataError(f"channel '{channel.name}': no rows in {len(files)} data file(s) under {channel.path}")
+
+
+def _ahead(parts: Iterator[_Part], depth: int = 2) -> Iterator[_Part]:
+    """The same parts, read by a background thread up to ``depth`` pieces ahead.
+
+    pandas' parser and numpy release the GIL, so the next piece is parsed while this one is encoded: reading would
+    otherwise use one core while the others wait for training. An error is raised here, in order, as it would be
+    without the thread; stopping early (an error while encoding) stops the thread after its current piece.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for part in parts:
+                if not put(part):
+                    return
+        except BaseException as e:  # handed to the consumer, which raises it where the reading would have
+            put(e)
+            return
+        put(done)
+
+    thread = threading.Thread(target=produce, name="byoc-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _csv_parts(

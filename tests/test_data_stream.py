@@ -265,3 +265,28 @@ def test_reading_a_channel_on_disk_takes_memory_independent_of_its_rows(tmp_path
         peaks[rows] = int(out[1]) / 1024  # MiB
     # 600k more rows are 27 MiB of encoded rows, and ~50 MiB more of whole-file frames: the peak stays put.
     assert peaks[800_000] - peaks[200_000] < 12, peaks
+
+
+def test_reading_ahead_keeps_order_raises_in_place_and_stops_with_its_consumer():
+    import threading
+
+    def pieces(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"piece {i}")
+            produced.append(i)
+            yield i
+
+    produced: list[int] = []
+    assert list(data._ahead(pieces(50))) == list(range(50))
+    got = []
+    with pytest.raises(ValueError, match="piece 7"):
+        for item in data._ahead(pieces(20, fail_at=7)):
+            got.append(item)
+    assert got == list(range(7))  # everything before the error, then the error itself
+    produced.clear()
+    ahead = data._ahead(pieces(10_000), depth=2)
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # the consumer stops (an encoding error): the thread stops after at most depth more pieces
+    assert len(produced) <= 3 + 2 + 1
+    assert not any(t.name == "byoc-read-ahead" for t in threading.enumerate())
