@@ -65,7 +65,7 @@ class Dataset:
         return self._X[start:stop], self._y[start:stop]
 
     def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(X, y) of consecutive blocks of ``size`` rows, in row order."""
+        """(X, y) of consecutive blocks of at most ``size`` rows, every row once, in row order."""
         for start in range(0, len(self), size):
             yield self.rows(start, start + size)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import bisect
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import numpy as np
 
-from algorithms.base import Dataset
+from algorithms.base import BLOCK_ROWS, Dataset
 from core.errors import OutputError
 
 ITEM = np.dtype(np.float64).itemsize
@@ -110,6 +110,17 @@ class RowStore:
             view, offset = view[got:], offset + got
         return out
 
+    def segments(self, size: int) -> Iterator[np.ndarray]:
+        """Every row in order, in pieces of at most ``size`` rows: views of the in-memory blocks (never a copy
+        across two of them), or reads of the file."""
+        if self._file is None:
+            for block in self._blocks:
+                for start in range(0, len(block), size):
+                    yield block[start : start + size]
+            return
+        for start in range(0, self.rows, size):
+            yield self.read(start, start + size)
+
     def rewrite_column(self, j: int, fn: Callable[[np.ndarray], np.ndarray], block_rows: int) -> None:
         """Replace column ``j`` of every row by ``fn(column)``, a block at a time."""
         if self._file is None:
@@ -148,19 +159,27 @@ class StoredDataset(Dataset):
         block = self._store.read(start, stop)
         return block[:, :-1], block[:, -1]
 
+    def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for block in self._store.segments(size):
+            yield block[:, :-1], block[:, -1]
+
     @property
     def X(self) -> np.ndarray:
         out = np.empty((len(self), self.n_features))
-        for start, (X, _) in zip(range(0, len(self), _MATERIALISE), self.blocks(_MATERIALISE), strict=True):
+        start = 0
+        for X, _ in self.blocks(_MATERIALISE):
             out[start : start + len(X)] = X
+            start += len(X)
         return out
 
     @property
     def y(self) -> np.ndarray:
         if self._labels is None:
             labels = np.empty(len(self))
-            for start, (_, y) in zip(range(0, len(self), _MATERIALISE), self.blocks(_MATERIALISE), strict=True):
+            start = 0
+            for _, y in self.blocks(_MATERIALISE):
                 labels[start : start + len(y)] = y
+                start += len(y)
             self._labels = labels
         return self._labels
 
