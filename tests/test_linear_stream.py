@@ -213,30 +213,25 @@ def test_the_epoch_visits_every_row_once_in_mini_batches_of_global_rows(monkeypa
 CHILD = r"""
 import json, os, resource, sys
 import numpy as np
-from algorithms.base import Dataset
 from algorithms.linear import LinearRegressor
+from algorithms.store import RowStore, StoredDataset
 from core.schema import Schema
 
-class OnDisk(Dataset):
-    def __init__(self, name, prefix, width):
-        self.name, self.prefix, self.width = name, prefix, width
-        self.n = os.path.getsize(prefix + ".y") // 8
-    def __len__(self):
-        return self.n
-    @property
-    def n_features(self):
-        return self.width
-    def rows(self, start, stop):
-        start, stop = min(max(start, 0), self.n), min(max(stop, 0), self.n)
-        count = max(stop - start, 0)
-        X = np.fromfile(self.prefix + ".X", count=count * self.width, offset=start * self.width * 8)
-        return X.reshape(count, self.width), np.fromfile(self.prefix + ".y", count=count, offset=start * 8)
-    @property
-    def X(self):
-        raise AssertionError("X read whole")
-    @property
-    def y(self):
-        raise AssertionError("y read whole")
+def whole(self):
+    raise AssertionError("a channel read whole")
+
+StoredDataset.X = property(whole)  # the fit may read rows only through rows()/blocks()
+StoredDataset.y = property(whole)
+
+def on_disk(prefix, width):
+    # The training job's own store with every row in its temporary file (BYOC_ROWS_IN_MEMORY_MB=0)
+    store, n = RowStore(width, 0), os.path.getsize(prefix + ".y") // 8
+    for start in range(0, n, 1 << 16):
+        count = min(1 << 16, n - start)
+        X = np.fromfile(prefix + ".X", count=count * width, offset=start * width * 8).reshape(count, width)
+        store.append(X, np.fromfile(prefix + ".y", count=count, offset=start * 8))
+    assert store.spilled
+    return store.dataset("train")
 
 def high_water_mark():
     for line in open("/proc/self/status"):
@@ -244,7 +239,7 @@ def high_water_mark():
             return int(line.split()[1])
 
 schema = Schema.from_dict(json.loads(sys.argv[2]))
-train = OnDisk("train", sys.argv[1], schema.n_features)
+train = on_disk(sys.argv[1], schema.n_features)
 try:  # the peak of the fit alone: reset the high-water mark left by the imports (Linux >= 4.0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
