@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -435,7 +436,26 @@ def _configure_logging() -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+STOPPED_EXIT = 128 + signal.SIGTERM  # the shell's code for a process ended by SIGTERM
+STOPPED = "training stopped by SIGTERM (StopTrainingJob, a spot interruption or docker stop)"
+
+
+class _Stopped(BaseException):
+    """Raised in the main thread by SIGTERM: not an Exception, so no handler on the way mistakes it for an error."""
+
+
+def _stop(signum, frame) -> None:
+    raise _Stopped()
+
+
+def _finished(signum, frame) -> None:
+    os._exit(0)  # everything is written: a SIGTERM now (the other host of a local-mode job exited) ends us cleanly
+
+
 def main() -> int:
+    # The image runs this as PID 1, which the kernel spares every signal it has no handler for: without one, a
+    # SIGTERM is ignored and SageMaker (or docker stop) waits its grace period out, then kills with SIGKILL.
+    signal.signal(signal.SIGTERM, _stop)
     _configure_logging()
     base_dir = Path(os.environ.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR))
     try:
@@ -445,6 +465,12 @@ def main() -> int:
     try:
         job = load_config(os.environ.get("ALGORITHM"))
         run(job)
+        signal.signal(signal.SIGTERM, _finished)
+    except _Stopped:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the reason short
+        log.error("%s", STOPPED)
+        write_failure(base_dir, STOPPED + "\n")
+        return STOPPED_EXIT
     except UserError as e:
         reason = str(e)
         log.error("%s", reason)

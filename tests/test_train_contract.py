@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -479,3 +481,28 @@ def test_input_modes_file_and_fastfile_are_read_pipe_is_refused(opt_ml, car_spli
     else:
         assert result.returncode == 1, result.output
         assert result.failure_line == "channel 'train': TrainingInputMode 'Pipe' is not supported; use File or FastFile"
+
+
+@both
+def test_sigterm_stops_training_at_once_with_a_reason(opt_ml, car_splits, algorithm):
+    """StopTrainingJob and spot interruptions send SIGTERM; the image runs training as PID 1, which ignores a
+    signal without a handler, so the job would sit out the grace period and die by SIGKILL."""
+    opt_ml.channel("train", {"train.csv": car_splits["train"]}, "text/csv", header=True)
+    long = {
+        "xgboost": {"num_round": 100000, "max_depth": 8, "eta": 0.001, "early_stopping_rounds": 0},
+        "linear": {"epochs": 100000, "early_stopping_patience": 100000},
+    }
+    opt_ml.hyperparameters(target="price", **long[algorithm])
+    proc = opt_ml.popen(algorithm)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("#metrics iteration="):
+            break
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    output = proc.communicate(timeout=30)[0]
+    assert time.monotonic() - started < 10, output
+    result = opt_ml.result(proc, output)
+    assert result.returncode == 128 + signal.SIGTERM, output
+    assert result.failure_line == "training stopped by SIGTERM (StopTrainingJob, a spot interruption or docker stop)"
+    assert "Traceback" not in output

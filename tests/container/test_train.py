@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
 from algorithms.metric_definitions import definitions
 from tests import opt_ml as om
 from tests.conftest import write_builtin_channels
-from tests.container.conftest import ALGORITHMS, new_job, training_volumes
+from tests.container.conftest import ALGORITHMS, docker, logs, new_job, state, training_volumes
 
 pytestmark = pytest.mark.container
 
@@ -99,3 +100,22 @@ def test_read_only_model_dir_fails_with_one_line_reason(images, containers, tmp_
     assert run.returncode == 1, run.output
     first = (job.base_dir / "output" / "failure").read_text().splitlines()[0]
     assert first.startswith("cannot write to /opt/ml/model: Read-only file system"), first
+
+
+def test_docker_stop_ends_training_at_once_with_a_reason(images, containers, tmp_path, car_splits, car_schema):
+    """Training runs as PID 1, which the kernel spares any signal without a handler: docker stop (and SageMaker's
+    StopTrainingJob) must end it with the reason, not wait out the grace period for SIGKILL (exit 137)."""
+    job = new_job(tmp_path)
+    write_builtin_channels(job, car_splits, car_schema, channels=("train",))
+    job.hyperparameters({"num_round": "100000", "max_depth": "8", "eta": "0.001"})
+    name = containers.start(images["xgboost"], ["train"], volumes=training_volumes(job))
+    deadline = time.monotonic() + 60
+    while "#metrics iteration=" not in logs(name):
+        assert time.monotonic() < deadline, logs(name)
+        time.sleep(0.2)
+    started = time.monotonic()
+    docker("stop", "--time", "30", name, timeout=60)
+    assert time.monotonic() - started < 10
+    assert state(name)["ExitCode"] == 143, logs(name)
+    first = (job.base_dir / "output" / "failure").read_text().splitlines()[0]
+    assert first == "training stopped by SIGTERM (StopTrainingJob, a spot interruption or docker stop)"
