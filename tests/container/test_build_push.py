@@ -186,8 +186,12 @@ def pushed(moto, registry, tmp_path_factory):
     env.pop("AWS_PROFILE", None)
     latest = image_id("byoc-linear:latest")
     proc = build_push(env, *push_args(tag, registry, moto))
+    # A tag of our own on the pushed image: the pull test removes the image's tags, and without another tag the
+    # engine would delete the image with its last build steps, so the second run would rebuild them with new
+    # timestamps (a different digest) whenever :latest was not built from this very revision.
+    docker("tag", f"byoc-linear:{tag}", f"byoc-linear:{tag}-kept", check=False)
     yield proc, tag, env, latest
-    for ref in (f"{registry}/byoc-linear:{tag}", f"byoc-linear:{tag}"):
+    for ref in (f"{registry}/byoc-linear:{tag}", f"byoc-linear:{tag}", f"byoc-linear:{tag}-kept"):
         docker("rmi", ref, check=False)
 
 
