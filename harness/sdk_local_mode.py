@@ -186,9 +186,13 @@ def _pings(lm: LocalMode) -> bool:
 
 
 def remove_containers(run_id: str) -> list[str]:
-    """Force-remove this run's containers; a `docker-compose up` waiting on them then returns."""
+    """Stop, then remove this run's containers; a `docker-compose up` waiting on them then returns.
+
+    Stopped with SIGTERM first (the server drains and exits 0 within a second): a SIGKILL made docker-compose exit
+    137, and the SDK's thread then raised an exception of its own into the test log."""
     ids = run_containers(run_id)
     if ids:
+        docker("stop", "--time", "10", *ids, timeout=120)
         docker("rm", "--force", "--volumes", *ids, timeout=120)
     return ids
 
