@@ -56,7 +56,7 @@ from typing import Any, Self
 import numpy as np
 
 from algorithms.base import BLOCK_ROWS, Algorithm, Dataset, MetricLog, TrainingContext
-from algorithms.distributed import SINGLE, BlockSums, Collective, ExactProducts, FixedGrid
+from algorithms.distributed import SINGLE, BlockSums, Collective, FixedGrid
 from algorithms.hyperparameters import Hyperparameter, HyperparameterSpec, OnlyWith, Tune
 from algorithms.metrics import r2_from_mse
 from core.errors import DataError, HyperparameterError
@@ -865,10 +865,9 @@ def _initial_weights(
     rng: np.random.Generator,
     comm: Collective = SINGLE,
     n: int | None = None,
-    design: ExactProducts | None = None,
 ) -> tuple[np.ndarray, float]:
-    """The initial weights from rows in memory (fit streams its rows and uses this for the uniform and normal
-    draws and for wide data on one host). ``design``: an exact-sum preparation of [Z, 1] to reuse, if any."""
+    """The initial weights of the uniform and normal draws, and the ridge start of wide data on one host from
+    its rows in memory (fit computes the other ridge starts from streamed sufficient statistics: _ridge)."""
     p = Z.shape[1]
     n = len(t) if n is None else n  # every host's rows together
     w: np.ndarray = np.zeros(p)
@@ -877,7 +876,9 @@ def _initial_weights(
         w = rng.uniform(-s.init_scale, s.init_scale, (p,))
     elif s.init_method == "normal":
         w = rng.normal(0.0, s.init_sigma, (p,))
-    elif d > len(t) and not getattr(comm, "distributed", False):
+    elif d:
+        # Ridge, only for wide data on one host: fit takes every other ridge start from _ridge over streamed sums.
+        assert d > len(t) and not getattr(comm, "distributed", False), "narrow or multi-host ridge start: _ridge"
         # Minimiser of mean(0.5 r^2) + wd/2 |w|^2; lstsq gives the minimum-norm solution when one-hot columns
         # are collinear with the bias. Wide data on one host: the same solution from the n x n system,
         # O(n^2 d) instead of O(d^3); (A'A/n + wd I)^-1 A' = A' (AA'/n + wd I)^-1, and with wd = 0 both give the
@@ -886,11 +887,6 @@ def _initial_weights(
         A, tc = (A - A.mean(axis=0), t - t.mean()) if s.use_bias else (A, t)
         kernel = A @ A.T / n + s.wd * np.eye(len(t))
         w[active] = A.T @ np.linalg.lstsq(kernel, tc / n, rcond=None)[0]
-    elif d:
-        # Sufficient statistics [Z 1]'[Z 1] and [Z 1]'t in one exact pass over every host's rows.
-        if design is None:
-            design = ExactProducts(comm, np.hstack([Z, np.ones((len(Z), 1))]), n)
-        return _ridge(design.gram() / n, design.tdot(t[:, None])[:, 0] / n, active, s)
     w = np.where(active, w, 0.0)
     b = float(_column_sums((t - Z @ w)[:, None], comm, n)[0] / n) if s.use_bias and s.init_method == "ridge" else 0.0
     return w, b

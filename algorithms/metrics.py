@@ -71,24 +71,6 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(err))), "r2": _r2(mse, y), "mse": mse}
 
 
-def regression_metrics_across(y: np.ndarray, p: np.ndarray, collective) -> dict[str, float]:
-    """regression_metrics over the rows of every host (``collective``: algorithms.distributed.Collective).
-
-    Sums are all-reduced (mean first, then squared deviations about it): the metrics of all rows together.
-    """
-    if not collective.distributed:
-        return regression_metrics(y, p)
-    y = np.asarray(y, dtype=np.float64)
-    err = np.asarray(p, dtype=np.float64) - y
-    n, total = collective.allreduce([len(y), y.sum()])
-    if not n:
-        raise ValueError("no rows on any host")
-    mean = total / n
-    sse, sae, ssy = collective.allreduce([err @ err, np.abs(err).sum(), ((y - mean) ** 2).sum()])
-    mse = float(sse / n)
-    return {"rmse": math.sqrt(mse), "mae": float(sae / n), "r2": r2_from_mse(mse, float(ssy / n)), "mse": mse}
-
-
 class RegressionSums:
     """regression_metrics accumulated block by block, for a channel that is never whole in memory.
 
