@@ -367,6 +367,7 @@ def _infer_and_store(
     log.info("no schema.json in the channels: inferred from train: %s", _describe(schema))
     if settle is not None:
         schema = settle(schema)
+    remaps = {}
     for j, column in enumerate(inference.columns):
         try:
             table = inference.table(j, schema)
@@ -374,7 +375,8 @@ def _infer_and_store(
             _name_typo(channel, target, column, text)
             raise
         if table is not None:
-            store.rewrite_column(j, _remapped(table), ENCODE_BLOCK)
+            remaps[j] = _remapped(table)
+    store.rewrite_columns(remaps, ENCODE_BLOCK)
     return store.dataset(channel.name), schema
 
 
@@ -654,10 +656,8 @@ def _read_parquet(
             frame[name] = frame[name].astype(object)
         frame.columns = range(len(names))
         label_index = _label_index(names, schema, target, True, source, None)
-        part = _split(source, frame, names, label_index, schema, None, len(names), named=True)
-        part.row_offset = offset
+        yield _split(source, frame, names, label_index, schema, None, len(names), named=True, row_offset=offset)
         offset += len(frame)
-        yield part
 
 
 def _fastparquet():
@@ -696,6 +696,7 @@ def _split(
     width: int,
     *,
     named: bool,
+    row_offset: int = 0,
 ) -> _Part:
     """Separate label and features; with ``by_name``, select that schema's features by column name, in order."""
     feature_idx = [i for i in range(len(names)) if i != label_index]
@@ -723,6 +724,7 @@ def _split(
         f"{label_index + 1} ({names[label_index]})",
         target,
         width,
+        row_offset,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
 import numpy as np
@@ -121,16 +121,17 @@ class RowStore:
         for start in range(0, self.rows, size):
             yield self.read(start, start + size)
 
-    def rewrite_column(self, j: int, fn: Callable[[np.ndarray], np.ndarray], block_rows: int) -> None:
-        """Replace column ``j`` of every row by ``fn(column)``, a block at a time."""
-        if self._file is None:
-            for block in self._blocks:
-                block[:, j] = fn(block[:, j])
+    def rewrite_columns(self, fns: Mapping[int, Callable[[np.ndarray], np.ndarray]], block_rows: int) -> None:
+        """Replace each column ``j`` of every row by ``fns[j](column)``, in one pass a block at a time."""
+        if not fns:
             return
-        for start in range(0, self.rows, block_rows):
-            block = self.read(start, start + block_rows)
-            block[:, j] = fn(block[:, j])
-            self._write(block, start)
+        start = 0
+        for block in self.segments(block_rows):  # in memory: views, changed in place
+            for j, fn in fns.items():
+                block[:, j] = fn(block[:, j])
+            if self._file is not None:
+                self._write(block, start)
+            start += len(block)
 
     def dataset(self, name: str) -> StoredDataset:
         return StoredDataset(name, self)

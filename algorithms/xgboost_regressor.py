@@ -338,11 +338,21 @@ class _Monitor(xgb.callback.TrainingCallback):
     """
 
     def __init__(
-        self, log: MetricLog, variances, metric: str, patience: int, checkpoints: Checkpoints, start, evals=()
+        self,
+        log: MetricLog,
+        variances,
+        metric: str,
+        patience: int,
+        checkpoints: Checkpoints,
+        start,
+        evals=(),
+        *,
+        train_every: int = 1,
+        last_round: int = -1,
     ):
         super().__init__()
         self.evals = evals  # (matrix, split) of train, then validation if any
-        self.train_every, self.last_round = 1, -1
+        self.train_every, self.last_round = train_every, last_round
         self.fitted: dict[str, np.ndarray] = {}
         self.fitted_rounds = -1
         self.log, self.variances, self.metric, self.patience = log, variances, metric, patience

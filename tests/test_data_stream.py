@@ -163,7 +163,7 @@ def test_row_store_reads_any_range_in_memory_and_spilled():
         window = ds.window(6, 15)
         np.testing.assert_array_equal(window.X, X[6:15])
         np.testing.assert_array_equal(window.rows(2, 100)[1], y[8:15])
-        rows.rewrite_column(1, lambda col: col * 2, 4)
+        rows.rewrite_columns({1: lambda col: col * 2}, 4)
         np.testing.assert_array_equal(ds.X[:, 1], X[:, 1] * 2)
         np.testing.assert_array_equal(ds.y, y)
 
