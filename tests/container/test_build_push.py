@@ -12,9 +12,7 @@ import base64
 import contextlib
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +21,9 @@ import boto3
 import pytest
 import requests
 
+from emulators.local_server import free_port
 from tests.container.conftest import REPO, docker, host_port, unavailable, wait_ready
+from tests.moto_server import moto_server
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -44,12 +44,6 @@ def reachable(url: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(url: str, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + 60
     while not reachable(url):
@@ -61,18 +55,8 @@ def wait_until(url: str, proc: subprocess.Popen, what: str) -> None:
 @pytest.fixture(scope="module")
 def moto(images):
     """This module's own moto server (ECR), on a free port."""
-    port = free_port()
-    exe = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(f"{url}/moto-api/", proc, "moto_server")
+    with moto_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def ecr(moto_url: str):
