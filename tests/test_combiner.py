@@ -7,6 +7,7 @@ import base64
 import contextlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -357,6 +358,15 @@ class RawEndpoint:
                 if not chunk:
                     return
                 data += chunk
+            # The whole body too: closing with request bytes unread makes the kernel reset the connection, and the
+            # client then sees "connection reset" instead of the answer under test.
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+            while length and len(body) < int(length.group(1)):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
             if self.stop.wait(self.delay):
                 return
             with contextlib.suppress(OSError):
